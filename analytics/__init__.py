@@ -1,0 +1,1 @@
+"""DuckDB analytics over recorded interactions."""

@@ -1,0 +1,138 @@
+"""Interaction -> database rows: one `interactions` row and one `choices` row per choice.  (pure)
+
+No I/O and no database here: the writer and the importer both call `interaction_rows` and insert what it
+returns. Keys follow `schema.INTERACTION_NAMES` and `schema.CHOICE_NAMES`. Headers are never copied into a
+row (they are redacted in the Interaction already; the database has no use for them).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from proxy.interaction import Body, Interaction
+
+Row = dict[str, Any]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _timestamp(stamp: str) -> datetime | None:
+    """ISO 8601 -> naive UTC datetime (DuckDB TIMESTAMP), or None when it does not parse."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _json_text(body: Body) -> str | None:
+    """The body as JSON text: its JSON value, else its text as a JSON string; None when empty or binary."""
+    if body.json_ is not None:
+        return json.dumps(body.json_, ensure_ascii=False, separators=(",", ":"))
+    if body.text is not None:
+        return json.dumps(body.text, ensure_ascii=False)
+    return None
+
+
+def _upstream_error(body: Body) -> str | None:
+    """The message of an OpenAI-style error body `{"error": {"message": ...}}` (or `{"error": "..."}`)."""
+    error = _dict(body.json_).get("error")
+    if isinstance(error, str):
+        return error
+    message = _dict(error).get("message")
+    return message if isinstance(message, str) and message else None
+
+
+def _content_chars(choice: dict[str, Any]) -> int:
+    message = _dict(choice.get("message"))
+    content = message.get("content", choice.get("text"))  # `text`: the legacy completions endpoint
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):  # content parts
+        return sum(len(part["text"]) for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return 0
+
+
+def _tool_calls(choice: dict[str, Any]) -> int:
+    """Tool calls in the message; a legacy `function_call` counts as one."""
+    message = _dict(choice.get("message"))
+    calls = message.get("tool_calls")
+    count = len(calls) if isinstance(calls, list) else 0
+    return count + (1 if isinstance(message.get("function_call"), dict) else 0)
+
+
+def choice_rows(interaction_id: str, choices: list[Any]) -> list[Row]:
+    rows: list[Row] = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            continue
+        index = _int(choice.get("index"))
+        refusal = _dict(choice.get("message")).get("refusal")
+        rows.append(
+            {
+                "interaction_id": interaction_id,
+                "index": position if index is None else index,
+                "finish_reason": choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+                "tool_calls": _tool_calls(choice),
+                "content_chars": _content_chars(choice),
+                "refusal": isinstance(refusal, str) and bool(refusal),
+            }
+        )
+    return rows
+
+
+def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Row, list[Row]]:
+    """The `interactions` row and the `choices` rows of one interaction."""
+    response = interaction.response
+    outcome = interaction.outcome
+    if response.stream:
+        completion = _dict(response.completion)
+        response_json = None if response.completion is None else json.dumps(response.completion, ensure_ascii=False)
+    else:
+        completion = _dict(response.body.json_)
+        response_json = _json_text(response.body)
+    usage = _dict(completion.get("usage"))
+    choices = completion.get("choices")
+    choices = choices if isinstance(choices, list) else None
+    first = _dict(choices[0]) if choices else {}
+    error = outcome.error
+    if error is None and response.status >= 400:
+        error = _upstream_error(response.body)
+    row: Row = {
+        "id": interaction.id,
+        "recorded_at": _timestamp(interaction.metadata.recorded_at),
+        "method": interaction.request.method,
+        "path": interaction.request.path,
+        "status": response.status,
+        "stream": response.stream,
+        "model": interaction.model,
+        "completion_id": completion.get("id") if isinstance(completion.get("id"), str) else None,
+        "prompt_tokens": _int(usage.get("prompt_tokens")),
+        "completion_tokens": _int(usage.get("completion_tokens")),
+        "total_tokens": _int(usage.get("total_tokens")),
+        "cached_tokens": _int(_dict(usage.get("prompt_tokens_details")).get("cached_tokens")),
+        "reasoning_tokens": _int(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")),
+        "finish_reason": first.get("finish_reason") if isinstance(first.get("finish_reason"), str) else None,
+        "n_choices": None if choices is None else len(choices),
+        "latency_ms": interaction.timings.total_ms,
+        "ttfb_ms": interaction.timings.ttfb_ms,
+        "incomplete": not outcome.complete,
+        "usage_missing": outcome.usage_missing,
+        "error": error,
+        "cassette": cassette,
+        "upstream": interaction.metadata.upstream,
+        "request": _json_text(interaction.request.body),
+        "response": response_json,
+        "incomplete_reason": outcome.incomplete_reason,
+    }
+    return row, choice_rows(interaction.id, choices or [])

@@ -1,0 +1,252 @@
+"""Writing rows to DuckDB: the batched Arrow insert, and the one background writer the proxy uses.
+
+`write_batch` turns rows into two Arrow tables and inserts each in one statement, skipping interactions whose
+id is already stored (so replaying a batch or importing twice adds nothing). `DuckDBWriter` is the proxy's
+sink: `submit` only appends to a buffer; a dedicated thread writes the buffer every `flush_interval` seconds,
+opening the file for that one transaction and closing it again, so `proxy sql` in another process can read
+between batches (see db.py). A failed write is logged once per distinct reason, counted, and the rows are
+kept for the next flush (at most `max_buffered`; beyond that the oldest are dropped and counted): the
+cassette files stay the source of truth, and `proxy import` rebuilds anything missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from analytics.db import connect, first_line, is_lock_conflict
+from analytics.rows import Row, interaction_rows
+from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, apply_migrations
+from proxy.interaction import Interaction
+
+log = logging.getLogger("proxy.analytics")
+
+_ARROW_TYPES: dict[str, Any] = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "INTEGER": pa.int32(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+}
+
+RowSet = tuple[Row, list[Row]]  # one interaction row and its choice rows
+
+
+def _arrow_table(columns: tuple[tuple[str, str], ...], rows: Sequence[Row]) -> Any:
+    return pa.table(
+        {name: pa.array([row[name] for row in rows], type=_ARROW_TYPES[kind]) for name, kind in columns}
+    )
+
+
+def _insert_sql(table: str, columns: tuple[tuple[str, str], ...], source: str) -> str:
+    names = ", ".join(name for name, _ in columns)
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM {source}"
+
+
+_INSERT_INTERACTIONS = (
+    _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions") + " ON CONFLICT DO NOTHING RETURNING id"
+)
+_INSERT_CHOICES = _insert_sql("choices", CHOICE_COLUMNS, "_batch_choices")
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet]) -> int:
+    """Insert in one transaction; interactions already stored (by id) are skipped with their choices.
+    Returns how many interactions were inserted."""
+    unique: dict[str, RowSet] = {}
+    for rowset in batch:
+        unique.setdefault(rowset[0]["id"], rowset)
+    if not unique:
+        return 0
+    interactions = _arrow_table(INTERACTION_COLUMNS, [row for row, _ in unique.values()])
+    con.begin()
+    try:
+        con.register("_batch_interactions", interactions)
+        inserted = {row[0] for row in con.execute(_INSERT_INTERACTIONS).fetchall()}
+        choices = [choice for row, rows in unique.values() if row["id"] in inserted for choice in rows]
+        if choices:
+            con.register("_batch_choices", _arrow_table(CHOICE_COLUMNS, choices))
+            con.execute(_INSERT_CHOICES)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        con.unregister("_batch_interactions")
+        con.unregister("_batch_choices")
+    return len(inserted)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A row the database will never accept (malformed JSON, bad text), as opposed to a busy or broken file."""
+    return isinstance(
+        exc,
+        duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException | ValueError | TypeError | UnicodeError,
+    )
+
+
+class DuckDBWriter:
+    """The proxy's DuckDB sink. `submit` from the event loop; `start` and `close` around the app's life."""
+
+    def __init__(
+        self,
+        db_path: Path | str,
+        flush_interval: float = 0.5,
+        *,
+        max_buffered: int = 100_000,
+        lock_timeout: float = 2.0,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.flush_interval = flush_interval
+        self.max_buffered = max_buffered
+        self.lock_timeout = lock_timeout
+        self.rows_written = 0  # interactions inserted
+        self.write_errors = 0  # failed flushes, plus rows the database refused
+        self.rows_dropped = 0  # rows never written: the buffer overflowed, or submitted after close
+        self.last_error: str | None = None
+        self._buffer: deque[tuple[Interaction, str | None]] = deque()
+        self._lock = threading.Lock()  # guards _buffer; held only for O(1) appends and swaps
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._reasons_logged: set[str] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def submit(self, interaction: Interaction, cassette_path: str | None) -> None:
+        """Queue one interaction. Never blocks on I/O and never raises."""
+        try:
+            with self._lock:
+                overflow = self._closed or len(self._buffer) >= self.max_buffered
+                if overflow:
+                    self.rows_dropped += 1
+                if not self._closed:
+                    if overflow:
+                        self._buffer.popleft()
+                    self._buffer.append((interaction, cassette_path))
+            if overflow:
+                self._log_once("DuckDB buffer full or closed: dropping the oldest rows (their cassettes are kept)")
+        except Exception:  # recording must never break the traffic
+            log.exception("could not queue an interaction for DuckDB")
+
+    async def start(self) -> None:
+        """Create the database and its schema (a failure is counted, not raised), then start the thread."""
+        await asyncio.to_thread(self._prepare)
+        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Write every buffered row (one last try), then stop the thread."""
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        else:
+            await asyncio.to_thread(self.flush)
+        if self._buffer:
+            log.error(
+                "%d interactions were not written to %s (their cassettes are kept; `proxy import` adds them)",
+                len(self._buffer),
+                self.db_path,
+            )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self.flush()
+        self.flush()
+
+    def _prepare(self) -> None:
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout)
+            try:
+                apply_migrations(con)
+            finally:
+                con.close()
+        except Exception as exc:
+            self._failed(exc, 0)
+
+    def flush(self) -> None:
+        """Write everything buffered now, in this thread. On failure the rows go back to the buffer."""
+        with self._lock:
+            if not self._buffer:
+                return
+            items, self._buffer = self._buffer, deque()
+        try:
+            written = self._write(items)
+        except Exception as exc:
+            self._failed(exc, len(items))
+            with self._lock:
+                self._buffer.extendleft(reversed(items))
+                while len(self._buffer) > self.max_buffered:
+                    self._buffer.popleft()
+                    self.rows_dropped += 1
+            return
+        self.rows_written += written
+        if self.last_error is not None:
+            log.warning("DuckDB writing resumed: %s", self.db_path)
+            self.last_error = None
+            self._reasons_logged.clear()
+
+    def _write(self, items: deque[tuple[Interaction, str | None]]) -> int:
+        batch: list[RowSet] = []
+        for interaction, cassette in items:
+            try:
+                batch.append(interaction_rows(interaction, cassette))
+            except Exception:  # a bug in rows.py must not hold back the other rows
+                self.write_errors += 1
+                log.exception("could not turn interaction %s into rows", interaction.id)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = connect(self.db_path, read_only=False, timeout=self.lock_timeout)
+        try:
+            apply_migrations(con)  # one query when up to date; recreates the schema if the file was deleted
+            return self._write_isolating(con, batch)
+        finally:
+            con.close()
+
+    def _write_isolating(self, con: duckdb.DuckDBPyConnection, batch: list[RowSet]) -> int:
+        """write_batch; when the database refuses the data itself, halve the batch until the bad rows are
+        found, and drop only those (counted and logged), so one odd row cannot block every later one."""
+        try:
+            return write_batch(con, batch)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            if len(batch) == 1:
+                with self._lock:
+                    self.write_errors += 1
+                    self.rows_dropped += 1
+                log.error("DuckDB refused interaction %s, not written: %s", batch[0][0]["id"], first_line(exc))
+                return 0
+            middle = len(batch) // 2
+            return self._write_isolating(con, batch[:middle]) + self._write_isolating(con, batch[middle:])
+
+    def _failed(self, exc: BaseException, rows: int) -> None:
+        self.write_errors += 1
+        if is_lock_conflict(exc):
+            reason = f"database locked by another process for over {self.lock_timeout:g} s: {self.db_path}"
+        elif isinstance(exc, OSError):
+            reason = f"cannot write {self.db_path}: {exc.strerror or exc}"
+        else:
+            reason = f"cannot write {self.db_path}: {first_line(exc)}"
+        self.last_error = reason
+        self._log_once(f"{reason} ({rows} rows kept for the next try; cassettes are unaffected)", key=reason)
+
+    def _log_once(self, message: str, key: str | None = None) -> None:
+        key = key or message
+        if key not in self._reasons_logged:
+            self._reasons_logged.add(key)
+            log.error("%s; further identical errors are counted, not logged", message)

@@ -1,0 +1,188 @@
+"""The composition root: create_app(settings) wires the parts together; it holds no logic of its own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from proxy import __version__
+from proxy.cassettes import load_directory
+from proxy.errors import error_response
+from proxy.forward import ForwardConfig, forward
+from proxy.interaction import Interaction
+from proxy.matching import MatchPolicy, RequestFacts
+from proxy.recorder import Recorder
+from proxy.recording import Redaction
+from proxy.replay import ReplayIndex, miss_response, replay_response
+from proxy.settings import Settings
+
+log = logging.getLogger("proxy")
+
+SETTINGS = web.AppKey("settings", Settings)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+RECORDER = web.AppKey("recorder", Recorder)
+REPLAY_INDEX = web.AppKey("replay_index", ReplayIndex)
+DB_WRITER = web.AppKey("db_writer", object)
+COUNTS = web.AppKey("counts", dict)
+
+
+def redaction_for(settings: Settings) -> Redaction:
+    return Redaction(
+        secret_headers=frozenset(name.lower() for name in settings.secret_headers),
+        secret_query_params=frozenset(name.lower() for name in settings.secret_query_params),
+    )
+
+
+def match_policy_for(settings: Settings) -> MatchPolicy:
+    return MatchPolicy(
+        ignore_body_fields=frozenset(settings.ignore_body_fields),
+        match_headers=tuple(name.lower() for name in settings.match_headers),
+        on_exhausted=settings.on_exhausted,
+    )
+
+
+def load_replay_index(settings: Settings) -> ReplayIndex:
+    """Read every cassette under the directory into the index; bad files are skipped with one warning."""
+    index = ReplayIndex(match_policy_for(settings))
+    directory = settings.cassettes
+    if directory.is_dir():
+        good, bad = load_directory(directory)
+        for item in bad:
+            log.warning("skipping cassette %s: %s", item.path, item.reason)
+        for path, interaction in sorted(good, key=lambda pair: pair[1].metadata.recorded_at):
+            index.add(interaction, path)
+    return index
+
+
+async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+    # auto_decompress off and no automatic Accept-Encoding/User-Agent: bytes and headers pass through as sent.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout),
+    )
+    app[SESSION] = session
+    yield
+    await session.close()
+
+
+async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    recorder = Recorder(settings.cassettes, redaction_for(settings))
+    app[RECORDER] = recorder
+    writer: Any = None
+    if settings.db_enabled:
+        from analytics.store import DuckDBWriter
+
+        writer = DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
+        await writer.start()
+        recorder.listeners.append(
+            lambda interaction, path: writer.submit(interaction, _relative(path, settings.cassettes))
+        )
+        app[DB_WRITER] = writer
+    if settings.replays:
+        recorder.listeners.append(app[REPLAY_INDEX].add)
+    yield
+    await recorder.close()
+    if writer is not None:
+        await writer.close()
+
+
+def _relative(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[SETTINGS]
+    counts = app[COUNTS]
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(
+            413,
+            f"request body larger than max_body_bytes ({settings.max_body_bytes} bytes)",
+            "invalid_request_error",
+            "request_too_large",
+        )
+    counts["requests"] += 1
+    if settings.replays:
+        facts = RequestFacts.from_parts(request.method, request.path, request.query_string, request.headers, body)
+        index = app[REPLAY_INDEX]
+        hit = index.next(facts)
+        if hit is not None:
+            counts["replayed"] += 1
+            return await replay_response(request, hit, settings.timing, settings.speed)
+        if not settings.records:
+            counts["misses"] += 1
+            return miss_response(facts, index)
+    config = ForwardConfig(
+        upstream=settings.upstream,
+        connect_timeout=settings.connect_timeout,
+        first_byte_timeout=settings.first_byte_timeout,
+        chunk_timeout=settings.chunk_timeout,
+        mode=settings.mode.value,
+    )
+    counts["forwarded"] += 1
+    return await forward(request, app[SESSION], config, app[RECORDER], body)
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    recorder = app.get(RECORDER)
+    writer: Any = app.get(DB_WRITER)
+    db: dict[str, Any] | None = None
+    if writer is not None:
+        db = {
+            "rows_written": writer.rows_written,
+            "write_errors": writer.write_errors,
+            "last_error": writer.last_error,
+        }
+    write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
+    body = {
+        "status": "degraded" if (recorder and recorder.last_error) or (db and db["last_error"]) else "ok",
+        "version": __version__,
+        "mode": settings.mode.value,
+        "upstream": None if settings.mode.value == "replay" else settings.upstream,
+        "cassettes": str(settings.cassettes),
+        "counts": dict(app[COUNTS]),
+        "recordings": len(app[REPLAY_INDEX]) if settings.replays else None,
+        "interactions_recorded": recorder.recorded if recorder else 0,
+        "recording_pending": recorder.pending if recorder else 0,
+        "write_errors": write_errors,
+        "cassette_write_errors": recorder.write_errors if recorder else 0,
+        "last_write_error": recorder.last_error if recorder else None,
+        "database": db,
+    }
+    return web.json_response(body)
+
+
+def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[COUNTS] = {"requests": 0, "forwarded": 0, "replayed": 0, "misses": 0}
+    if settings.replays:
+        app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)
+    if settings.records:
+        app.cleanup_ctx.append(_upstream_session)
+        app.cleanup_ctx.append(_recording_sinks)
+    app.router.add_get("/_proxy/health", health)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+__all__ = ["Interaction", "create_app"]

@@ -1,0 +1,135 @@
+"""Cassette files: one indented JSON file per interaction, written atomically, read back leniently.
+
+Files are named so a person can find them: `YYYYMMDD/HHMMSSfff-<endpoint>-<model>-<hash>.json` under the
+cassette directory. Writes go to a temporary file in the same directory, are fsynced and renamed into
+place, so a crash never leaves a half-written cassette behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from proxy.interaction import CASSETTE_VERSION, Interaction
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class CassetteError(Exception):
+    """A cassette file that cannot be used; the message names the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadCassette:
+    path: Path
+    reason: str
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = _UNSAFE.sub("-", text).strip("-.")
+    return slug[:limit] or "x"
+
+
+def relative_path(interaction: Interaction) -> Path:
+    """Where a cassette lives under the cassette directory: day folder, then a readable name."""
+    stamp = interaction.metadata.recorded_at  # ISO 8601, UTC
+    day = stamp[0:10].replace("-", "")
+    clock = stamp[11:23].replace(":", "").replace(".", "")
+    endpoint = _slug(interaction.request.path.removeprefix("/v1/").replace("/", "-"), 30)
+    model = _slug(interaction.model or "no-model", 40)
+    return Path(day) / f"{clock}-{endpoint}-{model}-{interaction.id[-8:]}.json"
+
+
+def dumps(interaction: Interaction) -> str:
+    return "".join(_pretty(interaction.to_json_dict(), "")) + "\n"
+
+
+def _pretty(value: object, indent: str) -> Iterator[str]:
+    """Indented JSON, except that short lists of scalars (header pairs) stay on one line, for people."""
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        yield "{"
+        for number, (key, item) in enumerate(value.items()):
+            yield ("," if number else "") + "\n" + inner + json.dumps(key, ensure_ascii=False) + ": "
+            yield from _pretty(item, inner)
+        yield "\n" + indent + "}"
+    elif isinstance(value, list) and value:
+        if len(value) <= 4 and not any(isinstance(item, dict | list) for item in value):
+            yield json.dumps(value, ensure_ascii=False)
+            return
+        inner = indent + "  "
+        yield "["
+        for number, item in enumerate(value):
+            yield ("," if number else "") + "\n" + inner
+            yield from _pretty(item, inner)
+        yield "\n" + indent + "]"
+    else:
+        yield json.dumps(value, ensure_ascii=False)
+
+
+def write_cassette(directory: Path, interaction: Interaction) -> Path:
+    """Write atomically and return the final path. Blocking: call it off the event loop."""
+    target = directory / relative_path(interaction)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = dumps(interaction).encode("utf-8")
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    return target
+
+
+def load_cassette(path: Path) -> Interaction:
+    """Read one cassette; raise CassetteError naming the reason when it can't be used."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CassetteError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CassetteError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CassetteError("not a JSON object")
+    version = data.get("version")
+    if version != CASSETTE_VERSION:
+        raise CassetteError(f"unknown format version {version!r} (this proxy reads {CASSETTE_VERSION})")
+    try:
+        return Interaction.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CassetteError(f"missing or invalid {where}: {first['msg']}") from None
+
+
+def iter_cassette_paths(directory: Path) -> Iterator[Path]:
+    """Every cassette file under directory, recursively, in a stable (sorted) order."""
+    paths = [p for p in directory.rglob("*.json") if not p.name.startswith(".")]
+    yield from sorted(paths)
+
+
+def load_directory(directory: Path) -> tuple[list[tuple[Path, Interaction]], list[BadCassette]]:
+    """Load every cassette under directory; bad files are returned with their reason, not raised."""
+    good: list[tuple[Path, Interaction]] = []
+    bad: list[BadCassette] = []
+    for path in iter_cassette_paths(directory):
+        try:
+            good.append((path, load_cassette(path)))
+        except CassetteError as exc:
+            bad.append(BadCassette(path, str(exc)))
+    return good, bad

@@ -1,0 +1,143 @@
+"""The `proxy` command: parse flags, build Settings, call one run function. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from proxy import __version__
+from proxy.errors import CassetteDirError, ProxyError
+from proxy.settings import Settings, load_settings
+
+EXAMPLES = {
+    "record": "proxy record --upstream https://api.openai.com --cassettes cassettes/",
+    "replay": "proxy replay cassettes/ --timing original --speed 2",
+    "serve": "proxy serve --mode auto --cassettes cassettes/",
+    "sql": 'proxy sql "SELECT model, sum(total_tokens) FROM interactions GROUP BY model" --format csv',
+    "stats": "proxy stats --since 2026-11-01",
+    "import": "proxy import cassettes/ --db traffic.duckdb",
+    "export": "proxy export --format parquet exports/",
+}
+
+
+def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool, cassettes_flag: bool) -> None:
+    if mode:
+        parser.add_argument(
+            "--mode",
+            help="record (always forward and record), replay (recordings only, offline), auto (replay hits, "
+            "record misses); VCR.py names all/none/new_episodes are accepted",
+        )
+    if upstream:
+        parser.add_argument("--upstream", metavar="URL", help="where to forward (default https://api.openai.com)")
+    parser.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", metavar="P", type=int, help="port to listen on (default 8080)")
+    if cassettes_flag:
+        parser.add_argument("--cassettes", metavar="DIR", type=Path, help="cassette directory (default cassettes/)")
+    parser.add_argument("--db", metavar="PATH", type=Path, help="DuckDB file (default traffic.duckdb beside DIR)")
+    parser.add_argument("--no-db", dest="db_enabled", action="store_const", const=False, help="do not write DuckDB")
+    parser.add_argument("--timing", choices=("fast", "original"), help="replay pace: back to back, or as recorded")
+    parser.add_argument("--speed", type=float, metavar="X", help="with --timing original: play X times faster")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (flags override it)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proxy",
+        description="Record, replay and analyse OpenAI-style Chat Completions traffic.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES.values()),
+    )
+    parser.add_argument("--version", action="version", version=f"proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text}\n\nexample:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    record = command("record", "forward to the upstream and record every interaction")
+    _server_flags(record, mode=False, upstream=True, cassettes_flag=True)
+    replay = command("replay", "serve recordings offline: no upstream, no API key")
+    replay.add_argument("cassettes", metavar="DIR", type=Path, help="directory of cassettes (searched recursively)")
+    _server_flags(replay, mode=False, upstream=False, cassettes_flag=False)
+    serve = command("serve", "the general form: --mode record|replay|auto")
+    _server_flags(serve, mode=True, upstream=True, cassettes_flag=True)
+
+    sql = command("sql", "run SQL over the recorded traffic")
+    sql.add_argument("query", metavar="SQL")
+    sql.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    stats = command("stats", "summary: requests, tokens, finish reasons, latency, errors")
+    stats.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    stats.add_argument("--since", metavar="DATE", help="only traffic recorded at or after this ISO date/time")
+    imp = command("import", "build or refresh the database from a cassette directory (idempotent)")
+    imp.add_argument("cassettes", metavar="DIR", type=Path)
+    imp.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    export = command("export", "write the tables as Parquet, partitioned by day")
+    export.add_argument("out", metavar="OUT", type=Path)
+    export.add_argument("--format", choices=("parquet",), default="parquet")
+    export.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    return parser
+
+
+SERVER_KEYS = (
+    "upstream",
+    "host",
+    "port",
+    "cassettes",
+    "db",
+    "db_enabled",
+    "timing",
+    "speed",
+    "log_level",
+    "mode",
+)
+
+
+def settings_from(args: argparse.Namespace, mode: str | None) -> Settings:
+    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in SERVER_KEYS}
+    if mode is not None:
+        overrides["mode"] = mode
+    return load_settings(args.config, overrides)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from proxy.server import run
+
+    mode = {"record": "record", "replay": "replay"}.get(args.command)
+    run(settings_from(args, mode))
+    return 0
+
+
+def _run_analytics(args: argparse.Namespace) -> int:
+    from analytics import commands
+
+    handler: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")
+    return handler(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("record", "replay", "serve"):
+            return _run_server(args)
+        return _run_analytics(args)
+    except CassetteDirError as exc:
+        print(f"proxy: {exc}", file=sys.stderr)
+        return 2
+    except ProxyError as exc:
+        print(f"proxy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

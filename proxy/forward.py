@@ -1,0 +1,146 @@
+"""The record path: send the request upstream, tee each chunk to the client first and to a Recording second.
+
+Transparency decisions:
+- Bytes pass through as they arrive (`iter_any`), never parsed or buffered on the way.
+- Compressed bodies pass through compressed: the upstream session does not decompress, and Content-Length
+  and Content-Encoding stay consistent with the bytes. The recorder decodes its own copy later.
+- A client that goes away cancels the handler (aiohttp's handler_cancellation); the upstream response is
+  closed at once and the recording is still handed to the Recorder with what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy import headers
+from proxy.errors import error_body, error_response
+from proxy.recorder import Recorder
+from proxy.recording import Recording
+
+log = logging.getLogger("proxy.forward")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardConfig:
+    upstream: str
+    connect_timeout: float
+    first_byte_timeout: float
+    chunk_timeout: float
+    mode: str = "record"
+
+
+class _UpstreamFailed(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+async def forward(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    config: ForwardConfig,
+    recorder: Recorder | None,
+    body: bytes,
+) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
+    upstream_headers = headers.request_headers_for_upstream(request.headers.items())
+    recording = Recording(
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        request_headers=upstream_headers,
+        request_body=body,
+        upstream=config.upstream,
+        started=loop.time(),
+        mode=config.mode,
+    )
+    url = config.upstream + request.rel_url.raw_path_qs
+    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
+    response: web.StreamResponse | None = None
+    try:
+        try:
+            upstream = await session.request(
+                request.method,
+                url,
+                headers=upstream_headers,
+                data=body if body or request.method not in ("GET", "HEAD") else None,
+                allow_redirects=False,
+                timeout=timeout,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise _UpstreamFailed(
+                504,
+                "upstream_timeout",
+                f"upstream {config.upstream} did not answer in time: {_describe(exc)}",
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise _UpstreamFailed(
+                502, "upstream_unreachable", f"cannot reach upstream {config.upstream}: {_describe(exc)}"
+            ) from exc
+        async with upstream:
+            recording.status = upstream.status
+            recording.headers_at = loop.time()
+            recording.response_headers = list(upstream.headers.items())
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=CIMultiDict(headers.response_headers_for_client(upstream.headers.items())),
+            )
+            if upstream.content_length is not None and request.method != "HEAD":
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            # Between chunks the read timeout is the chunk timeout, not the (longer) first-byte one.
+            if upstream.connection is not None and upstream.connection.protocol is not None:
+                upstream.connection.protocol.read_timeout = config.chunk_timeout
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                    recording.add(chunk, loop.time())
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                recording.error = f"upstream {config.upstream} stalled for {config.chunk_timeout:g}s mid-response"
+                recording.incomplete_reason = "upstream timeout mid-response"
+                _abort(request)
+                return response
+            except aiohttp.ClientError as exc:
+                recording.error = f"upstream {config.upstream} failed mid-response: {_describe(exc)}"
+                recording.incomplete_reason = "upstream reset mid-response"
+                _abort(request)
+                return response
+            except ConnectionResetError:
+                recording.incomplete_reason = "client disconnected"
+                upstream.close()
+                return response
+            await response.write_eof()
+            return response
+    except _UpstreamFailed as failure:
+        recording.error = failure.message
+        recording.error_body = error_body(failure.message, "proxy_error", failure.code)
+        log.warning("%s %s: %s", request.method, request.path, failure.message)
+        return error_response(failure.status, failure.message, "proxy_error", failure.code)
+    except asyncio.CancelledError:
+        recording.incomplete_reason = "client disconnected"
+        raise
+    finally:
+        recording.ended = loop.time()
+        if recorder is not None:
+            recorder.submit(recording)
+
+
+def _abort(request: web.Request) -> None:
+    """Mirror an upstream failure mid-body to the client: the connection is cut, not ended cleanly,
+    so the client sees a truncated response rather than a short but seemingly complete one."""
+    if request.transport is not None:
+        request.transport.abort()

@@ -1,0 +1,121 @@
+"""The Interaction: one request/response pair as recorded, and the shape of a cassette file.
+
+A cassette file is `Interaction.model_dump(mode="json", exclude_none=True)` written as indented JSON.
+Models are lenient (`extra="allow"`) so a cassette written by a newer version still loads, and
+every field a reader relies on is declared here, in one place.
+
+Bodies are kept in the most readable faithful form: `json` when the bytes parse as JSON, `text` when
+they are UTF-8 but not JSON, `base64` otherwise. Headers are `[name, value]` pairs in arrival order,
+so repeated headers survive; secret values are replaced by `REDACTED` before anything is built here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CASSETTE_VERSION = 1
+REDACTED = "<redacted>"
+
+HeaderList = list[tuple[str, str]]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Body(_Lenient):
+    """A message body. Exactly one of `json`, `text` or `base64` is set when the body is non-empty."""
+
+    json_: Any = Field(default=None, alias="json")
+    # how `json` was laid out on the wire (see recording.JSON_LAYOUTS), so replay gives back the same bytes
+    layout: str | None = None
+    text: str | None = None
+    base64: str | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def is_empty(self) -> bool:
+        return self.json_ is None and self.text is None and self.base64 is None
+
+
+class RecordedRequest(_Lenient):
+    method: str
+    path: str
+    query: str = ""
+    headers: HeaderList = Field(default_factory=list)
+    body: Body = Field(default_factory=Body)
+
+
+class RecordedEvent(_Lenient):
+    """One SSE event. `raw` is kept only when the event's bytes differ from the canonical encoding
+    (`data: ...\\n\\n`), so replay reproduces unusual framing exactly and ordinary streams stay tidy."""
+
+    offset_ms: float
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+    raw: str | None = None
+
+
+class RecordedResponse(_Lenient):
+    status: int
+    headers: HeaderList = Field(default_factory=list)
+    body: Body = Field(default_factory=Body)
+    stream: bool = False
+    events: list[RecordedEvent] | None = None
+    # bytes after the last complete event (a stream cut mid-event); replayed as they came
+    tail: str | None = None
+    # the content coding the recorder removed from `body`/`events` (headers keep the original value)
+    decoded_from: str | None = None
+    # for a chat.completion.chunk stream: the reassembled ChatCompletion
+    completion: dict[str, Any] | None = None
+
+
+class Timings(_Lenient):
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+
+
+class Outcome(_Lenient):
+    """How the exchange ended. `complete` is False for streams cut short and upstream failures."""
+
+    complete: bool = True
+    error: str | None = None
+    incomplete_reason: str | None = None
+    usage_missing: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class Metadata(_Lenient):
+    recorded_at: str
+    upstream: str
+    proxy_version: str
+    mode: str = "record"
+
+
+class Interaction(_Lenient):
+    version: int = CASSETTE_VERSION
+    id: str
+    metadata: Metadata
+    request: RecordedRequest
+    response: RecordedResponse
+    timings: Timings = Field(default_factory=Timings)
+    outcome: Outcome = Field(default_factory=Outcome)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @property
+    def request_json(self) -> Any:
+        return self.request.body.json_
+
+    @property
+    def model(self) -> str | None:
+        """The model that answered (from the response), else the one asked for."""
+        for source in (self.response.completion, self.response.body.json_, self.request.body.json_):
+            if isinstance(source, dict) and isinstance(source.get("model"), str):
+                return str(source["model"])
+        return None

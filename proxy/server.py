@@ -1,0 +1,94 @@
+"""Run the proxy until SIGINT or SIGTERM, then stop cleanly: stop accepting, drain, flush every record."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from proxy.app import create_app, load_replay_index
+from proxy.errors import CassetteDirError, ProxyError
+from proxy.settings import RecordMode, Settings
+
+log = logging.getLogger("proxy")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # aiohttp's access log line per request is noise for a local tool; errors still show.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def startup_line(settings: Settings, port: int) -> str:
+    where = f"http://{settings.host}:{port}"
+    if settings.mode is RecordMode.REPLAY:
+        return f"proxy replay: listening on {where}/v1, serving recordings from {settings.cassettes}/ (offline)"
+    db = f" and {settings.db_path}" if settings.db_enabled else ""
+    verb = "recording" if settings.mode is RecordMode.RECORD else "replaying hits from and recording misses"
+    return (
+        f"proxy {settings.mode.value}: listening on {where}/v1, forwarding to {settings.upstream}/v1, "
+        f"{verb} to {settings.cassettes}/{db}"
+    )
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    replay_index = None
+    if settings.replays:
+        if settings.mode is RecordMode.REPLAY and not settings.cassettes.is_dir():
+            raise CassetteDirError(f"cassette directory not found: {settings.cassettes}")
+        replay_index = load_replay_index(settings)
+        if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
+            raise CassetteDirError(f"no usable cassettes in {settings.cassettes}")
+    app = create_app(settings, replay_index)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ProxyError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if port == 0 and server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    if not is_loopback(settings.host):
+        log.warning(
+            "listening on %s, which is not a loopback address: anyone who can reach this machine can use "
+            "the proxy (and the API key its clients send) and read /_proxy/health",
+            settings.host,
+        )
+    print(startup_line(settings, port), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        log.info("stopping: draining in-flight requests (up to %gs) and flushing records", settings.drain_timeout)
+        await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))

@@ -1,0 +1,76 @@
+"""Shared fixtures: a fake upstream, the real proxy app in front of it, and the official SDK as the client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from proxy.app import create_app
+from proxy.settings import Settings
+from tests.upstream import FakeUpstream
+
+API_KEY = "sk-test-SECRET-4f1c2b9e7a6d"
+
+
+@dataclass
+class RunningProxy:
+    server: TestServer
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=API_KEY, max_retries=0, **kwargs)
+
+
+@dataclass
+class RunningUpstream:
+    fake: FakeUpstream
+    server: TestServer
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> RunningUpstream:
+    fake = FakeUpstream()
+    server = await aiohttp_server(fake.app())
+    return RunningUpstream(fake, server)
+
+
+StartProxy = Callable[..., Awaitable[RunningProxy]]
+
+
+@pytest.fixture
+def start_proxy(aiohttp_server: Any, tmp_path: Path) -> StartProxy:
+    async def start(upstream_url: str = "http://127.0.0.1:9", **overrides: Any) -> RunningProxy:
+        values: dict[str, Any] = {
+            "upstream": upstream_url,
+            "cassettes": tmp_path / "cassettes",
+            "db_enabled": False,
+            "db": tmp_path / "traffic.duckdb",
+        }
+        values.update(overrides)
+        settings = Settings.model_validate(values)
+        server = await aiohttp_server(create_app(settings))
+        return RunningProxy(server, settings)
+
+    return start
+
+
+@pytest.fixture
+async def sdk_close() -> AsyncIterator[list[openai.AsyncOpenAI]]:
+    clients: list[openai.AsyncOpenAI] = []
+    yield clients
+    for client in clients:
+        await client.close()
