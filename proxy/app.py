@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,17 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 RECORDER = web.AppKey("recorder", Recorder)
 REPLAY_INDEX = web.AppKey("replay_index", ReplayIndex)
 DB_WRITER = web.AppKey("db_writer", object)
-COUNTS = web.AppKey("counts", dict)
+
+
+@dataclass(slots=True)
+class Counts:
+    requests: int = 0
+    forwarded: int = 0
+    replayed: int = 0
+    misses: int = 0
+
+
+COUNTS = web.AppKey("counts", Counts)
 
 
 def redaction_for(settings: Settings) -> Redaction:
@@ -118,16 +129,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "invalid_request_error",
             "request_too_large",
         )
-    counts["requests"] += 1
+    counts.requests += 1
     if settings.replays:
         facts = RequestFacts.from_parts(request.method, request.path, request.query_string, request.headers, body)
         index = app[REPLAY_INDEX]
         hit = index.next(facts)
         if hit is not None:
-            counts["replayed"] += 1
+            counts.replayed += 1
             return await replay_response(request, hit, settings.timing, settings.speed)
         if not settings.records:
-            counts["misses"] += 1
+            counts.misses += 1
             return miss_response(facts, index)
     config = ForwardConfig(
         upstream=settings.upstream,
@@ -136,7 +147,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         chunk_timeout=settings.chunk_timeout,
         mode=settings.mode.value,
     )
-    counts["forwarded"] += 1
+    counts.forwarded += 1
     return await forward(request, app[SESSION], config, app[RECORDER], body)
 
 
@@ -159,7 +170,7 @@ async def health(request: web.Request) -> web.Response:
         "mode": settings.mode.value,
         "upstream": None if settings.mode.value == "replay" else settings.upstream,
         "cassettes": str(settings.cassettes),
-        "counts": dict(app[COUNTS]),
+        "counts": asdict(app[COUNTS]),
         "recordings": len(app[REPLAY_INDEX]) if settings.replays else None,
         "interactions_recorded": recorder.recorded if recorder else 0,
         "recording_pending": recorder.pending if recorder else 0,
@@ -174,7 +185,7 @@ async def health(request: web.Request) -> web.Response:
 def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[COUNTS] = {"requests": 0, "forwarded": 0, "replayed": 0, "misses": 0}
+    app[COUNTS] = Counts()
     if settings.replays:
         app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)
     if settings.records:

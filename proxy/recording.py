@@ -52,6 +52,7 @@ class Recording:
     error: str | None = None  # the proxy's own failure (upstream unreachable, timeout, reset)
     incomplete_reason: str | None = None
     error_body: bytes | None = None  # what the proxy answered itself when upstream failed
+    error_status: int | None = None  # ...and with which status (502 unreachable, 504 timeout)
 
     def add(self, chunk: bytes, at: float) -> None:
         self.chunks.append(chunk)
@@ -216,15 +217,13 @@ def build_interaction(rec: Recording, redaction: Redaction = Redaction()) -> Int
     data, problem = _decompress(raw, coding)
     if problem:
         outcome.notes.append(problem)
-    coded = bool(coding) and coding.lower() != "identity"
+    coded = coding is not None and coding.strip().lower() not in ("", "identity")
     if rec.status is None:
-        response = RecordedResponse(status=0, body=body_of(rec.error_body or b""))
+        response = RecordedResponse(status=rec.error_status or 0, body=body_of(rec.error_body or b""))
     elif is_event_stream(rec.response_headers):
         response = _stream_response(rec, data, coded, outcome)
     else:
         response = RecordedResponse(status=rec.status, body=body_of(data) if problem is None else body_of(raw))
-    if rec.status is None and rec.error_body is not None:
-        response.status = 502 if "timeout" not in (rec.error or "") else 504
     response.headers = headers.redact(rec.response_headers, redaction.secret_headers)
     if coded and problem is None:
         response.decoded_from = coding

@@ -1,0 +1,79 @@
+"""The `proxy` command as a user runs it: help, startup line, clean stop, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cli_process import run_cli, start_proxy_process
+
+COMMANDS = ["record", "replay", "serve", "sql", "stats", "import", "export"]
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help_with_an_example(command: str) -> None:
+    result = run_cli([command, "--help"])
+    assert result.returncode == 0
+    assert "example:" in result.stdout
+    assert f"proxy {command}" in result.stdout
+
+
+def test_record_prints_where_it_listens_forwards_and_records_then_stops_cleanly(tmp_path: Path) -> None:
+    cassettes = tmp_path / "tapes"
+    proc = start_proxy_process(["record", "--upstream", "http://127.0.0.1:9", "--cassettes", str(cassettes), "--no-db"])
+    try:
+        assert "forwarding to http://127.0.0.1:9/v1" in proc.startup_line
+        assert str(cassettes) in proc.startup_line
+        with urllib.request.urlopen(f"{proc.url}/_proxy/health", timeout=10) as response:
+            health = json.load(response)
+        assert health["mode"] == "record"
+        assert health["upstream"] == "http://127.0.0.1:9"
+    finally:
+        code, stderr = proc.stop()
+    assert code == 0
+    assert "Traceback" not in stderr
+
+
+def test_config_file_sets_values_and_flags_override_it(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'upstream = "http://127.0.0.1:7"\ncassettes = "{tmp_path / "from-file"}"\ndb_enabled = false\n')
+    proc = start_proxy_process(["record", "--config", str(config), "--upstream", "http://127.0.0.1:8"])
+    try:
+        assert "forwarding to http://127.0.0.1:8/v1" in proc.startup_line
+        assert "from-file" in proc.startup_line
+    finally:
+        code, _ = proc.stop()
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["record", "--config", "/nonexistent/proxy.toml"], "config file not found"),
+        (["record", "--upstream", "ftp://nope"], "bad setting upstream"),
+        (["serve", "--mode", "sometimes"], "bad setting mode"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_1(args: list[str], message: str) -> None:
+    result = run_cli(args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_replay_of_a_missing_directory_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(["replay", str(tmp_path / "missing")])
+    assert result.returncode == 2
+    assert "cassette directory not found" in result.stderr
+    assert "Traceback" not in result.stderr
