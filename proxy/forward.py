@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from proxy import headers
 from proxy.errors import error_body, error_response
@@ -67,7 +68,9 @@ async def forward(
         started=loop.time(),
         mode=config.mode,
     )
-    url = config.upstream + request.rel_url.raw_path_qs
+    # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise
+    # re-quote them, turning `%2F` in a query into `/`).
+    url = URL(str(URL(config.upstream)) + request.rel_url.raw_path_qs, encoded=True)
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
     response: web.StreamResponse | None = None
     try:
@@ -102,11 +105,17 @@ async def forward(
             if upstream.content_length is not None and request.method != "HEAD":
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            # Between chunks the read timeout is the chunk timeout, not the (longer) first-byte one.
+            # Between chunks the read timeout is the chunk timeout, not the first-byte one. The socket's read
+            # timer was already armed with the first-byte timeout when the headers (often with the first chunk)
+            # arrived, so each read is also bounded by the chunk timeout itself.
             if upstream.connection is not None and upstream.connection.protocol is not None:
                 upstream.connection.protocol.read_timeout = config.chunk_timeout
             try:
-                async for chunk in upstream.content.iter_any():
+                while True:
+                    async with asyncio.timeout(config.chunk_timeout):
+                        chunk = await upstream.content.readany()
+                    if not chunk:
+                        break
                     await response.write(chunk)
                     recording.add(chunk, loop.time())
             except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -128,6 +137,7 @@ async def forward(
     except _UpstreamFailed as failure:
         recording.error = failure.message
         recording.error_body = error_body(failure.message, "proxy_error", failure.code)
+        recording.error_status = failure.status
         log.warning("%s %s: %s", request.method, request.path, failure.message)
         return error_response(failure.status, failure.message, "proxy_error", failure.code)
     except asyncio.CancelledError:

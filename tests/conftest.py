@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
+from proxy.cassettes import iter_cassette_paths
 from proxy.settings import Settings
 from tests.upstream import FakeUpstream
 
@@ -74,3 +76,27 @@ async def sdk_close() -> AsyncIterator[list[openai.AsyncOpenAI]]:
     yield clients
     for client in clients:
         await client.close()
+
+
+async def wait_for_cassettes(directory: Path, count: int, timeout: float = 5.0) -> list[Path]:
+    """The cassette files under directory once there are at least `count` of them (they are written in the
+    background, after the response). Fails after `timeout` seconds, naming how many there were."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        paths = list(iter_cassette_paths(directory)) if directory.is_dir() else []
+        if len(paths) >= count:
+            return paths
+        if loop.time() > deadline:
+            raise AssertionError(f"expected {count} cassette(s) in {directory} within {timeout}s, found {len(paths)}")
+        await asyncio.sleep(0.01)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        await asyncio.sleep(0.01)

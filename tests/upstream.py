@@ -34,6 +34,7 @@ class Received:
     query: str
     headers: dict[str, str]
     body: bytes
+    raw_path_qs: str = ""  # the request target exactly as it arrived (percent-encoding kept)
 
 
 @dataclass
@@ -53,12 +54,19 @@ class FakeUpstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.received.append(
-            Received(request.method, request.path, request.query_string, dict(request.headers), body)
+            Received(
+                request.method, request.path, request.query_string, dict(request.headers), body,
+                request.rel_url.raw_path_qs,
+            )
         )
         request_id = f"req_{len(self.received)}"
         hang = int(request.headers.get("x-hang-ms", "0"))
         if hang:
-            await asyncio.sleep(hang / 1000)
+            try:
+                await asyncio.sleep(hang / 1000)
+            except asyncio.CancelledError:  # the client (the proxy) left before the headers
+                self.disconnects += 1
+                raise
         status = int(request.headers.get("x-status", "200"))
         if status != 200:
             payload = json.dumps(
@@ -71,9 +79,9 @@ class FakeUpstream:
             self.sent[request_id] = payload
             return web.Response(status=status, body=payload, headers=headers)
         if request.path != "/v1/chat/completions":
-            payload = json.dumps({"object": "list", "data": [], "path": request.path, "query": request.query_string})
-            self.sent[request_id] = payload.encode()
-            return web.Response(body=payload.encode(), content_type="application/json",
+            listing = json.dumps({"object": "list", "data": [], "path": request.path, "query": request.query_string})
+            self.sent[request_id] = listing.encode()
+            return web.Response(body=listing.encode(), content_type="application/json",
                                 headers={"x-request-id": request_id})
         scenario = request.headers.get("x-scenario", "default")
         asked = json.loads(body) if body else {}
