@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from proxy import __version__
 from proxy.cassettes import load_directory
@@ -20,7 +21,7 @@ from proxy.matching import MatchPolicy, RequestFacts
 from proxy.recorder import Recorder
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
-from proxy.settings import Settings
+from proxy.settings import RecordMode, Settings
 
 log = logging.getLogger("proxy")
 
@@ -46,12 +47,14 @@ def redaction_for(settings: Settings) -> Redaction:
     return Redaction(
         secret_headers=frozenset(name.lower() for name in settings.secret_headers),
         secret_query_params=frozenset(name.lower() for name in settings.secret_query_params),
+        secret_body_fields=frozenset(settings.secret_body_fields),
     )
 
 
 def match_policy_for(settings: Settings) -> MatchPolicy:
     return MatchPolicy(
-        ignore_body_fields=frozenset(settings.ignore_body_fields),
+        # a secret field is recorded as a marker, so it can't take part in matching
+        ignore_body_fields=frozenset(settings.ignore_body_fields) | frozenset(settings.secret_body_fields),
         match_headers=tuple(name.lower() for name in settings.match_headers),
         on_exhausted=settings.on_exhausted,
     )
@@ -59,7 +62,7 @@ def match_policy_for(settings: Settings) -> MatchPolicy:
 
 def load_replay_index(settings: Settings) -> ReplayIndex:
     """Read every cassette under the directory into the index; bad files are skipped with one warning."""
-    index = ReplayIndex(match_policy_for(settings))
+    index = ReplayIndex(match_policy_for(settings), skip_server_errors=settings.mode is RecordMode.AUTO)
     directory = settings.cassettes
     if directory.is_dir():
         good, bad = load_directory(directory)
@@ -116,6 +119,19 @@ def _relative(path: Path | None, root: Path) -> str | None:
         return str(path)
 
 
+@web.middleware
+async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A reverse proxy to one upstream: tunnelling to a host the client names would make it an open proxy."""
+    if request.method == "CONNECT":
+        return error_response(
+            405,
+            "CONNECT is not supported: this proxy forwards only to its upstream",
+            "invalid_request_error",
+            "method_not_allowed",
+        )
+    return await handler(request)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
@@ -131,7 +147,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
     counts.requests += 1
     if settings.replays:
-        facts = RequestFacts.from_parts(request.method, request.path, request.query_string, request.headers, body)
+        facts = RequestFacts.from_parts(
+            request.method, request.path, request.rel_url.raw_query_string, request.headers, body
+        )
         index = app[REPLAY_INDEX]
         hit = index.next(facts)
         if hit is not None:
@@ -183,7 +201,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels])
     app[SETTINGS] = settings
     app[COUNTS] = Counts()
     if settings.replays:

@@ -61,7 +61,7 @@ async def forward(
     recording = Recording(
         method=request.method,
         path=request.path,
-        query=request.query_string,
+        query=request.rel_url.raw_query_string,
         request_headers=upstream_headers,
         request_body=body,
         upstream=config.upstream,

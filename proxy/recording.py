@@ -63,6 +63,7 @@ class Recording:
 class Redaction:
     secret_headers: frozenset[str] = frozenset()
     secret_query_params: frozenset[str] = frozenset()
+    secret_body_fields: frozenset[str] = frozenset()  # top-level keys of a JSON request body
 
 
 def _ms(start: float, at: float | None) -> float | None:
@@ -142,6 +143,15 @@ def redact_query(query: str, secret_params: frozenset[str]) -> str:
     return urlencode([(name, REDACTED if name.lower() in secret_params else value) for name, value in pairs])
 
 
+def redact_body(body: Body, secret_fields: frozenset[str]) -> Body:
+    """Replace the values of secret top-level fields of a JSON body (replay matching ignores them)."""
+    value = body.json_
+    if not secret_fields or not isinstance(value, dict) or not secret_fields & value.keys():
+        return body
+    # The layout no longer reproduces the original bytes, so drop it: the value is what matters now.
+    return Body(json={key: REDACTED if key in secret_fields else item for key, item in value.items()})
+
+
 def is_event_stream(response_headers: list[tuple[str, str]]) -> bool:
     content_type = headers.get(response_headers, "content-type") or ""
     return content_type.split(";")[0].strip().lower() == "text/event-stream"
@@ -159,6 +169,12 @@ def _events_with_times(rec: Recording, stream_bytes: bytes, coded: bool) -> tupl
             timed.extend((event, at) for event in decoder.feed(chunk))
     decoder.flush()
     return timed, decoder.tail
+
+
+def _has_fields(tail: bytes) -> bool:
+    """Whether bytes after the last event hold part of an event, not just comments (`: ping`) and blank lines."""
+    lines = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return any(line and not line.startswith(b":") for line in lines)
 
 
 def _stream_response(rec: Recording, data: bytes, coded: bool, outcome: Outcome) -> RecordedResponse:
@@ -196,7 +212,7 @@ def _stream_response(rec: Recording, data: bytes, coded: bool, outcome: Outcome)
         completion = result.completion
         outcome.usage_missing = not result.usage_seen
         outcome.notes.extend(result.notes)
-    if tail:
+    if _has_fields(tail):
         outcome.incomplete_reason = outcome.incomplete_reason or "stream ended mid-event"
     if not saw_done and saw_chunk:
         outcome.incomplete_reason = outcome.incomplete_reason or "stream ended without [DONE]"
@@ -242,7 +258,7 @@ def build_interaction(rec: Recording, redaction: Redaction = Redaction()) -> Int
             path=rec.path,
             query=redact_query(rec.query, redaction.secret_query_params),
             headers=headers.redact(rec.request_headers, redaction.secret_headers),
-            body=body_of(rec.request_body),
+            body=redact_body(body_of(rec.request_body), redaction.secret_body_fields),
         ),
         response=response,
         timings=Timings(ttfb_ms=_ms(rec.started, first_byte), total_ms=_ms(rec.started, rec.ended)),

@@ -8,6 +8,7 @@ prepared once per recording, on first use, so a replay costs a lookup and a writ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from multidict import CIMultiDict
 
 from proxy import headers
 from proxy.errors import error_body
-from proxy.interaction import Interaction
-from proxy.matching import MatchPolicy, RequestFacts, closest, parse_json, request_key
+from proxy.interaction import REDACTED, Interaction
+from proxy.matching import MatchPolicy, RequestFacts, closest, request_key
 from proxy.recording import body_bytes
 from proxy.sse import SSEEvent, encode_event
 
@@ -60,35 +61,68 @@ class _Queue:
 
 
 def recorded_facts(interaction: Interaction) -> RequestFacts:
+    """A recording's request seen exactly as a live one is: built from the same bytes, by the same code."""
     request = interaction.request
-    body = request.body
-    text = body.text or ""
-    body_json = body.json_ if body.text is None and body.base64 is None else parse_json(text)
-    return RequestFacts.build(request.method, request.path, request.query, request.headers, body_json, text)
+    return RequestFacts.from_parts(
+        request.method, request.path, request.query, request.headers, body_bytes(request.body)
+    )
+
+
+def _masked(facts: RequestFacts, query_names: frozenset[str], header_names: frozenset[str]) -> RequestFacts:
+    """The live request with the values that recordings hold only redacted (a secret `?key=`, a matched
+    secret header) replaced by the same marker, so that a request carrying a secret can still match."""
+    if not any(name in query_names for name, _ in facts.query) and not any(
+        name in header_names for name, _ in facts.headers
+    ):
+        return facts
+    return dataclasses.replace(
+        facts,
+        query=tuple(sorted((name, REDACTED if name in query_names else value) for name, value in facts.query)),
+        headers=tuple((name, REDACTED if name in header_names else value) for name, value in facts.headers),
+    )
 
 
 class ReplayIndex:
-    def __init__(self, policy: MatchPolicy) -> None:
+    def __init__(self, policy: MatchPolicy, *, skip_server_errors: bool = False) -> None:
         self.policy = policy
+        self.skip_server_errors = skip_server_errors
         self._queues: dict[str, _Queue] = {}
         self._by_route: dict[tuple[str, str], list[Entry]] = {}
         self._count = 0
+        # names whose values some recording holds only as REDACTED: masked the same way in live requests
+        self._secret_query: frozenset[str] = frozenset()
+        self._secret_headers: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, interaction: Interaction, path: Path | None) -> None:
-        """Index one recording. Recordings the upstream never answered (proxy-side failures) are skipped."""
-        if interaction.response.status <= 0 or not interaction.response.headers:
+        """Index one recording. Skipped: exchanges the upstream never answered (proxy-side failures), streams
+        the client abandoned (not an answer, just a fragment of one), and in auto mode upstream 5xx answers, so a
+        passing outage is forwarded again rather than frozen in."""
+        response = interaction.response
+        if response.status <= 0 or not response.headers:
+            return
+        if interaction.outcome.incomplete_reason == "client disconnected":
+            return
+        if self.skip_server_errors and response.status >= 500:
             return
         facts = recorded_facts(interaction)
+        self._secret_query |= {name for name, value in facts.query if value == REDACTED}
+        self._secret_headers |= {
+            name for name, value in facts.headers if value == REDACTED and name in self.policy.match_headers
+        }
         entry = Entry(interaction, str(path) if path else interaction.id, facts)
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
         self._count += 1
 
+    def live(self, facts: RequestFacts) -> RequestFacts:
+        """A live request as the recordings can match it (secret values masked as they were when recorded)."""
+        return _masked(facts, self._secret_query, self._secret_headers)
+
     def next(self, facts: RequestFacts) -> Entry | None:
-        queue = self._queues.get(request_key(facts, self.policy))
+        queue = self._queues.get(request_key(self.live(facts), self.policy))
         if queue is None:
             return None
         if queue.used < len(queue.entries):
@@ -97,7 +131,7 @@ class ReplayIndex:
         return queue.entries[-1] if self.policy.on_exhausted == "repeat" else None
 
     def used_up(self, facts: RequestFacts) -> int:
-        queue = self._queues.get(request_key(facts, self.policy))
+        queue = self._queues.get(request_key(self.live(facts), self.policy))
         return len(queue.entries) if queue is not None else 0
 
     def candidates(self, facts: RequestFacts) -> list[tuple[RequestFacts, str]]:
@@ -112,7 +146,7 @@ def describe_miss(facts: RequestFacts, index: ReplayIndex) -> str:
     used = index.used_up(facts)
     if used:
         return f"{head}: its {used} recording(s) were all used and on_exhausted is 'fail'"
-    near = closest(facts, index.candidates(facts), index.policy, limit=1)
+    near = closest(index.live(facts), index.candidates(facts), index.policy, limit=1)
     if not near:
         return f"{head}; there are no recordings to compare with"
     best = near[0]
@@ -167,6 +201,10 @@ def _prepare(interaction: Interaction) -> Prepared:
 async def replay_response(request: web.Request, entry: Entry, timing: str, speed: float) -> web.StreamResponse:
     prepared = entry.prepare()
     if prepared.events is None:
+        total_ms = entry.interaction.timings.total_ms
+        if timing == "original" and total_ms:
+            # A whole body arrives at once: the recorded wait is until its last byte.
+            await asyncio.sleep(total_ms / 1000.0 / speed)
         return web.Response(status=prepared.status, headers=prepared.headers, body=prepared.body)
     response = web.StreamResponse(status=prepared.status, headers=prepared.headers)
     await response.prepare(request)

@@ -44,6 +44,7 @@ class Settings(BaseModel):
     db_flush_interval: float = Field(default=0.5, gt=0)
     secret_headers: tuple[str, ...] = ()
     secret_query_params: tuple[str, ...] = ("key", "api_key", "api-key")
+    secret_body_fields: tuple[str, ...] = ()
     connect_timeout: float = Field(default=10.0, gt=0)
     first_byte_timeout: float = Field(default=600.0, gt=0)
     chunk_timeout: float = Field(default=300.0, gt=0)
