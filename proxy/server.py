@@ -83,10 +83,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
+        # A second signal while draining must not kill the process half-way through flushing.
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, log.warning, "already stopping: finishing in-flight requests")
         log.info("stopping: draining in-flight requests (up to %gs) and flushing records", settings.drain_timeout)
         await runner.cleanup()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def run(settings: Settings) -> None:
