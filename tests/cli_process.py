@@ -16,7 +16,11 @@ _LISTEN = re.compile(r"listening on http://([\d.]+):(\d+)/v1")
 
 def run_cli(args: Sequence[str], timeout: float = 60.0, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         **kwargs,  # type: ignore[call-overload]
     )
 
@@ -42,7 +46,9 @@ class ProxyProcess:
 def start_proxy_process(args: Sequence[str], timeout: float = 20.0) -> ProxyProcess:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", *args, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + timeout

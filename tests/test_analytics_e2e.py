@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,10 @@ import aiohttp
 import duckdb
 import openai
 import pytest
-from aiohttp import web
 
 from tests.chunks import (
     MODEL,
     make_chunk,
-    make_choice,
     make_completion,
     make_completion_choice,
     make_message,
@@ -31,7 +28,7 @@ from tests.chunks import (
 )
 from tests.cli_process import run_cli, start_proxy_process
 from tests.conftest import RunningUpstream, StartProxy, wait_for_cassettes
-from tests.upstream import FakeUpstream
+from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Hi"}]
 
@@ -95,31 +92,6 @@ async def test_rows_hold_exactly_what_upstream_sent(upstream: RunningUpstream, s
     assert choices == [(0, "stop", 0, len("Red rose petal")), (1, "stop", 0, len("Blue sky"))]
     [(tool_calls,)] = rows(db, "SELECT tool_calls FROM choices WHERE finish_reason = 'tool_calls'")
     assert tool_calls == 3
-
-
-def serve_upstream_in_thread(fake: FakeUpstream) -> tuple[str, threading.Event, threading.Thread]:
-    """The fake upstream on its own loop in a thread, so a proxy in a child process can reach it."""
-    ready, stop = threading.Event(), threading.Event()
-    address: list[str] = []
-
-    def main() -> None:
-        async def run() -> None:
-            runner = web.AppRunner(fake.app())
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            address.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            await runner.cleanup()
-
-        asyncio.run(run())
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    return address[0], stop, thread
 
 
 def post_chat(proxy_url: str, scenario: str = "default") -> dict[str, Any]:

@@ -192,8 +192,12 @@ COMPATIBLE: list[tuple[str, Callable[[], Chunks], tuple[str | int, ...], Any]] =
         ("choices", 0, "message", "content"),
         "Hello from a compatible server.",
     ),
-    ("repeated tool call id is not doubled", stream_tool_id_repeated, ("choices", 0, "message", "tool_calls"),
-     [TOOL_OSLO]),
+    (
+        "repeated tool call id is not doubled",
+        stream_tool_id_repeated,
+        ("choices", 0, "message", "tool_calls"),
+        [TOOL_OSLO],
+    ),
     (
         "several deltas for one tool index in one chunk are joined",
         stream_several_deltas_same_tool_index,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,11 @@ class FakeUpstream:
         body = await request.read()
         self.received.append(
             Received(
-                request.method, request.path, request.query_string, dict(request.headers), body,
+                request.method,
+                request.path,
+                request.query_string,
+                dict(request.headers),
+                body,
                 request.rel_url.raw_path_qs,
             )
         )
@@ -70,8 +75,14 @@ class FakeUpstream:
         status = int(request.headers.get("x-status", "200"))
         if status != 200:
             payload = json.dumps(
-                {"error": {"message": f"fake upstream says {status}", "type": "rate_limit_error" if status == 429
-                           else "server_error", "code": None, "param": None}}
+                {
+                    "error": {
+                        "message": f"fake upstream says {status}",
+                        "type": "rate_limit_error" if status == 429 else "server_error",
+                        "code": None,
+                        "param": None,
+                    }
+                }
             ).encode()
             headers = {"x-request-id": request_id, "content-type": "application/json"}
             if "x-retry-after" in request.headers:
@@ -81,8 +92,9 @@ class FakeUpstream:
         if request.path != "/v1/chat/completions":
             listing = json.dumps({"object": "list", "data": [], "path": request.path, "query": request.query_string})
             self.sent[request_id] = listing.encode()
-            return web.Response(body=listing.encode(), content_type="application/json",
-                                headers={"x-request-id": request_id})
+            return web.Response(
+                body=listing.encode(), content_type="application/json", headers={"x-request-id": request_id}
+            )
         scenario = request.headers.get("x-scenario", "default")
         asked = json.loads(body) if body else {}
         if asked.get("stream"):
@@ -109,8 +121,14 @@ class FakeUpstream:
             pieces = [data[i : i + size] for i in range(0, len(data), size)]
         gap = int(request.headers.get("x-gap-ms", "0")) / 1000
         reset_after = int(request.headers.get("x-reset-after", "-1"))
-        response = web.StreamResponse(headers={"content-type": content_type, "x-request-id": request_id,
-                                               "openai-processing-ms": "12", "set-cookie": "session=upstream-secret"})
+        response = web.StreamResponse(
+            headers={
+                "content-type": content_type,
+                "x-request-id": request_id,
+                "openai-processing-ms": "12",
+                "set-cookie": "session=upstream-secret",
+            }
+        )
         if gzipped:
             response.headers["content-encoding"] = "gzip"
             response.content_length = len(data)
@@ -134,3 +152,28 @@ class FakeUpstream:
         self.sent[request_id] = bytes(sent)
         await response.write_eof()
         return response
+
+
+def serve_upstream_in_thread(fake: FakeUpstream) -> tuple[str, threading.Event, threading.Thread]:
+    """The fake upstream on its own loop in a thread, so a proxy in a child process can reach it."""
+    ready, stop = threading.Event(), threading.Event()
+    address: list[str] = []
+
+    def main() -> None:
+        async def run() -> None:
+            runner = web.AppRunner(fake.app())
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            address.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            await runner.cleanup()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    return address[0], stop, thread

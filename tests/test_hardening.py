@@ -1,0 +1,215 @@
+"""Faults and bad input: each is injected, and the proxy keeps serving, records what happened, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import duckdb
+import pytest
+
+from proxy.cassettes import iter_cassette_paths, load_cassette
+from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
+from tests.cli_process import run_cli, start_proxy_process
+from tests.conftest import RunningUpstream, StartProxy, wait_for_cassettes
+from tests.upstream import FakeUpstream, serve_upstream_in_thread
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.fixture
+def plain(upstream: RunningUpstream) -> RunningUpstream:
+    upstream.fake.completions["default"] = make_completion([make_completion_choice(make_message("ok"))])
+    upstream.fake.streams["default"] = stream_content()
+    return upstream
+
+
+async def test_malformed_sse_reaches_the_client_byte_for_byte_and_the_problem_is_noted(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    raw = b'data: {"id":"x","object":"chat.completion.chunk","choices":[]}\n\ndata: {not json\n\nevent: odd\ndata: [DONE]\n\n'
+    plain.fake.raw_streams["bad"] = raw
+    proxy = await start_proxy(plain.url)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.url + CHAT, json={**BODY, "stream": True}, headers={"x-scenario": "bad", "x-piece-size": "5"}
+        ) as response,
+    ):
+        received = await response.read()
+    assert received == raw
+    [path] = await wait_for_cassettes(proxy.settings.cassettes, 1)
+    outcome = load_cassette(path).outcome
+    assert any("not JSON" in note for note in outcome.notes)
+
+
+async def test_a_body_over_the_limit_gets_a_413_in_the_api_error_shape(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(plain.url, max_body_bytes=1024)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(proxy.url + CHAT, data=b"x" * 5000, headers={"content-type": "application/json"}) as response,
+    ):
+        assert response.status == 413
+        error = (await response.json())["error"]
+    assert error["code"] == "request_too_large" and "1024" in error["message"]
+    assert plain.fake.received == []
+    async with aiohttp.ClientSession() as session, session.post(proxy.url + CHAT, json=BODY) as response:
+        assert response.status == 200  # still serving
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [(b"\xff\xfe not utf-8 \x80", "base64"), (b"plain words, not json", "text"), (b'{"model": "m"', "text")],
+)
+async def test_bodies_that_are_not_json_are_forwarded_and_recorded_faithfully(
+    plain: RunningUpstream, start_proxy: StartProxy, body: bytes, kind: str
+) -> None:
+    proxy = await start_proxy(plain.url)
+    async with aiohttp.ClientSession() as session, session.post(proxy.url + "/v1/models", data=body) as response:
+        assert response.status == 200
+    assert plain.fake.received[0].body == body
+    [path] = await wait_for_cassettes(proxy.settings.cassettes, 1)
+    recorded = load_cassette(path).request.body
+    assert getattr(recorded, kind) is not None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/../../etc/passwd", "/v1/%2e%2e/%2e%2e/secret", "/v1/files/a%2Fb%5Cc", "/v1//double//slash"],
+)
+async def test_odd_paths_reach_only_the_upstream_and_cassettes_stay_in_their_directory(
+    plain: RunningUpstream, start_proxy: StartProxy, path: str, tmp_path: Path
+) -> None:
+    proxy = await start_proxy(plain.url)
+    reader, writer = await asyncio.open_connection(proxy.server.host, proxy.server.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 ")
+    await asyncio.sleep(0.2)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(proxy.settings.cassettes.resolve()) for p in written)
+
+
+@pytest.mark.parametrize("model", ["../../escape", "a/b\\c:d*e?f", "\u00e9\u00e8 \U0001f600", "x" * 300])
+async def test_model_names_that_cannot_be_filenames_still_give_a_safe_cassette(
+    plain: RunningUpstream, start_proxy: StartProxy, model: str
+) -> None:
+    plain.fake.completions["default"] = make_completion([make_completion_choice(make_message("ok"))], model=model)
+    proxy = await start_proxy(plain.url)
+    async with aiohttp.ClientSession() as session, session.post(proxy.url + CHAT, json={**BODY, "model": model}):
+        pass
+    [path] = await wait_for_cassettes(proxy.settings.cassettes, 1)
+    assert path.resolve().is_relative_to(proxy.settings.cassettes.resolve())
+    assert len(path.name) < 120
+    assert load_cassette(path).model == model
+
+
+async def test_repeated_and_odd_headers_pass_through(plain: RunningUpstream, start_proxy: StartProxy) -> None:
+    proxy = await start_proxy(plain.url)
+    headers = [("x-multi", "one"), ("x-multi", "two"), ("x-empty", ""), ("X-MiXeD-CaSe", "v")]
+    async with aiohttp.ClientSession() as session, session.post(proxy.url + CHAT, json=BODY, headers=headers):
+        pass
+    received = plain.fake.received[0]
+    assert received.headers.get("x-empty") == ""
+    assert received.headers.get("X-MiXeD-CaSe") == "v"
+    [path] = await wait_for_cassettes(proxy.settings.cassettes, 1)
+    names = [name.lower() for name, _ in load_cassette(path).request.headers]
+    assert names.count("x-multi") == 2
+
+
+def test_kill_9_under_load_leaves_no_half_written_cassette_and_import_restores_every_row(tmp_path: Path) -> None:
+    fake = FakeUpstream()
+    fake.completions["default"] = make_completion([make_completion_choice(make_message("ok " * 50))])
+    url, stop, thread = serve_upstream_in_thread(fake)
+    cassettes, db = tmp_path / "c", tmp_path / "traffic.duckdb"
+    proc = start_proxy_process(["record", "--upstream", url, "--cassettes", str(cassettes), "--db", str(db)])
+
+    async def load() -> None:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> None:
+                try:
+                    async with session.post(proc.url + CHAT, json=BODY) as response:
+                        await response.read()
+                except aiohttp.ClientError:
+                    pass
+
+            for round_number in range(40):
+                await asyncio.gather(*(one() for _ in range(8)))
+                if round_number == 20:
+                    proc.process.send_signal(signal.SIGKILL)  # our own child
+
+    try:
+        asyncio.run(load())
+        proc.stop()
+    finally:
+        stop.set()
+        thread.join(10)
+    paths = list(iter_cassette_paths(cassettes))
+    assert paths, "some cassettes were written before the kill"
+    for path in paths:
+        load_cassette(path)  # raises on a half-written file
+    result = run_cli(["import", str(cassettes), "--db", str(db)])
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        ids = {row[0] for row in con.execute("SELECT id FROM interactions").fetchall()}
+    assert ids == {load_cassette(path).id for path in paths}
+
+
+def test_load_200_concurrent_streams_2000_requests_every_one_recorded(tmp_path: Path) -> None:
+    fake = FakeUpstream()
+    fake.streams["default"] = stream_content()
+    url, stop, thread = serve_upstream_in_thread(fake)
+    cassettes, db = tmp_path / "c", tmp_path / "traffic.duckdb"
+    proc = start_proxy_process(["record", "--upstream", url, "--cassettes", str(cassettes), "--db", str(db)])
+    received: dict[str, bytes] = {}
+    errors: list[str] = []
+
+    async def load() -> None:
+        connector = aiohttp.TCPConnector(limit=200)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for number in range(2000):
+                queue.put_nowait(number)
+
+            async def client() -> None:
+                while not queue.empty():
+                    number = queue.get_nowait()
+                    body: dict[str, Any] = {**BODY, "stream": True, "user": f"u{number}"}
+                    try:
+                        async with session.post(proc.url + CHAT, json=body) as response:
+                            data = await response.read()
+                            if response.status != 200:
+                                errors.append(f"{number}: {response.status}")
+                            received[f"u{number}"] = data
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        errors.append(f"{number}: {exc!r}")
+
+            await asyncio.wait_for(asyncio.gather(*(client() for _ in range(200))), timeout=240)
+
+    try:
+        asyncio.run(load())
+    finally:
+        code, stderr = proc.stop(timeout=60)
+        stop.set()
+        thread.join(10)
+    assert errors == []
+    assert code == 0, stderr
+    paths = list(iter_cassette_paths(cassettes))
+    assert len(paths) == 2000
+    for path in paths:
+        interaction = load_cassette(path)
+        user = interaction.request.body.json_["user"]
+        events = "".join(f"data: {event.data}\n\n" for event in interaction.response.events or [])
+        assert events.encode() == received[user]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM interactions").fetchall() == [(2000, 2000)]
