@@ -117,9 +117,9 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _run_analytics(args: argparse.Namespace) -> int:
-    from analytics import commands
+    import analytics.commands
 
-    handler: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.command}")
+    handler: Callable[[argparse.Namespace], int] = getattr(analytics.commands, f"cmd_{args.command}")
     return handler(args)
 
 

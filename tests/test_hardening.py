@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,10 @@ def plain(upstream: RunningUpstream) -> RunningUpstream:
 async def test_malformed_sse_reaches_the_client_byte_for_byte_and_the_problem_is_noted(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
-    raw = b'data: {"id":"x","object":"chat.completion.chunk","choices":[]}\n\ndata: {not json\n\nevent: odd\ndata: [DONE]\n\n'
+    raw = (
+        b'data: {"id":"x","object":"chat.completion.chunk","choices":[]}\n\n'
+        b"data: {not json\n\nevent: odd\ndata: [DONE]\n\n"
+    )
     plain.fake.raw_streams["bad"] = raw
     proxy = await start_proxy(plain.url)
     async with (
