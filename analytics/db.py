@@ -13,13 +13,18 @@ Whoever finds the file locked retries with a short backoff. Verified with duckdb
   while a read-write connection is open (or the reverse) raises `duckdb.ConnectionException`
   `Can't open a connection to same database file with a different configuration than existing connections`;
   it clears as soon as the other connection closes, so it is retried the same way;
-- a reader that opens after the writer closed its connection sees every row that batch committed.
+- a reader that opens after the writer closed its connection sees every row that batch committed;
+- readers' shared locks overlap, so three readers polling every 50 ms kept the writer out for up to 3 s.
+  Hence a writer that finds the file locked touches `PATH.writer-waiting` while it retries, and a reader
+  about to open waits (at most READER_YIELD) while that flag is fresh: the writer gets in as soon as the
+  readers already inside close. Measured by `bench/bench_analytics.py` (see its concurrent section).
 
 `tests/test_analytics_store.py` runs a reader in another process against a running writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +35,8 @@ import duckdb
 from analytics.schema import apply_migrations, pending_migrations
 
 LOCK_TIMEOUT = 5.0  # seconds a reader or the importer waits for the file
+READER_YIELD = 1.0  # at most this long a reader waits for a writer that is waiting for the file
+WRITER_FLAG_STALE = 2.0  # seconds after which a writer's flag is left over from a dead writer
 
 
 class AnalyticsError(Exception):
@@ -49,18 +56,48 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
+def _writer_flag(path: Path) -> Path:
+    return path.with_name(path.name + ".writer-waiting")
+
+
+def _yield_to_writer(path: Path) -> None:
+    """Let a waiting writer in first: readers' shared locks overlap, so without this a few busy readers can
+    keep the writer out for seconds. The flag is ignored once older than WRITER_FLAG_STALE (a dead writer)."""
+    flag = _writer_flag(path)
+    deadline = time.monotonic() + READER_YIELD
+    while time.monotonic() < deadline:
+        try:
+            if time.time() - flag.stat().st_mtime > WRITER_FLAG_STALE:
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def connect(path: Path, *, read_only: bool, timeout: float = LOCK_TIMEOUT) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, retried with backoff (10 ms doubling to 200 ms) while the file is locked."""
+    """duckdb.connect, retried with backoff (10 ms doubling to 50 ms) while the file is locked.
+    A writer kept out raises a flag file beside the database while it retries; readers wait for it."""
+    if read_only:
+        _yield_to_writer(path)
     deadline = time.monotonic() + timeout
     delay = 0.01
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.Error as exc:
-            if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+    flag = None if read_only else _writer_flag(path)
+    try:
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.Error as exc:
+                if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
+                    raise
+            if flag is not None:
+                with contextlib.suppress(OSError):
+                    flag.touch()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    finally:
+        if flag is not None:
+            with contextlib.suppress(OSError):
+                flag.unlink(missing_ok=True)
 
 
 def _user_message(exc: duckdb.Error, path: Path) -> str:
@@ -76,7 +113,8 @@ def writing(db_path: Path | str, timeout: float = LOCK_TIMEOUT) -> Iterator[duck
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AnalyticsError(f"cannot create the database folder {path.parent}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise AnalyticsError(f"cannot create the database folder {path.parent}: {reason}") from None
     try:
         con = connect(path, read_only=False, timeout=timeout)
     except duckdb.Error as exc:

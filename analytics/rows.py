@@ -20,6 +20,10 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -35,12 +39,16 @@ def _timestamp(stamp: str) -> datetime | None:
     return moment
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_text(body: Body) -> str | None:
     """The body as JSON text: its JSON value, else its text as a JSON string; None when empty or binary."""
     if body.json_ is not None:
-        return json.dumps(body.json_, ensure_ascii=False, separators=(",", ":"))
+        return _dumps(body.json_)
     if body.text is not None:
-        return json.dumps(body.text, ensure_ascii=False)
+        return _dumps(body.text)
     return None
 
 
@@ -59,7 +67,8 @@ def _content_chars(choice: dict[str, Any]) -> int:
     if isinstance(content, str):
         return len(content)
     if isinstance(content, list):  # content parts
-        return sum(len(part["text"]) for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+        texts = (part.get("text") for part in content if isinstance(part, dict))
+        return sum(len(text) for text in texts if isinstance(text, str))
     return 0
 
 
@@ -82,7 +91,7 @@ def choice_rows(interaction_id: str, choices: list[Any]) -> list[Row]:
             {
                 "interaction_id": interaction_id,
                 "index": position if index is None else index,
-                "finish_reason": choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+                "finish_reason": _str(choice.get("finish_reason")),
                 "tool_calls": _tool_calls(choice),
                 "content_chars": _content_chars(choice),
                 "refusal": isinstance(refusal, str) and bool(refusal),
@@ -97,7 +106,7 @@ def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Ro
     outcome = interaction.outcome
     if response.stream:
         completion = _dict(response.completion)
-        response_json = None if response.completion is None else json.dumps(response.completion, ensure_ascii=False)
+        response_json = None if response.completion is None else _dumps(response.completion)
     else:
         completion = _dict(response.body.json_)
         response_json = _json_text(response.body)
@@ -116,13 +125,13 @@ def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Ro
         "status": response.status,
         "stream": response.stream,
         "model": interaction.model,
-        "completion_id": completion.get("id") if isinstance(completion.get("id"), str) else None,
+        "completion_id": _str(completion.get("id")),
         "prompt_tokens": _int(usage.get("prompt_tokens")),
         "completion_tokens": _int(usage.get("completion_tokens")),
         "total_tokens": _int(usage.get("total_tokens")),
         "cached_tokens": _int(_dict(usage.get("prompt_tokens_details")).get("cached_tokens")),
         "reasoning_tokens": _int(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")),
-        "finish_reason": first.get("finish_reason") if isinstance(first.get("finish_reason"), str) else None,
+        "finish_reason": _str(first.get("finish_reason")),
         "n_choices": None if choices is None else len(choices),
         "latency_ms": interaction.timings.total_ms,
         "ttfb_ms": interaction.timings.ttfb_ms,

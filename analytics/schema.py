@@ -128,7 +128,8 @@ ORDER BY recorded_at DESC"""
 VIEWS: dict[str, tuple[Callable[[str], str], str]] = {
     "usage_by_model": (
         usage_by_model_sql,
-        "Requests, errors, incomplete and token sums (prompt, completion, cached, reasoning, total) per model.",
+        "Requests, errors, incomplete, and token sums (prompt, completion, cached, reasoning, total) "
+        "per model.",
     ),
     "usage_by_day": (usage_by_day_sql, "Requests, errors and token sums per UTC day."),
     "finish_reasons": (
@@ -150,24 +151,27 @@ VIEWS: dict[str, tuple[Callable[[str], str], str]] = {
 # --- migrations ---
 
 
+def _comment(con: Connection, target: str, text: str) -> None:
+    quoted = text.replace("'", "''")
+    con.execute(f"COMMENT ON {target} IS '{quoted}'")
+
+
 def create_interactions(con: Connection) -> None:
-    columns = ",\n    ".join(
-        f"{name} {kind} PRIMARY KEY" if name == "id" else f"{name} {kind}" for name, kind in INTERACTION_COLUMNS
-    )
-    con.execute(f"CREATE TABLE interactions (\n    {columns}\n)")
-    con.execute("COMMENT ON TABLE interactions IS 'One row per recorded request/response pair (one cassette).'")
+    columns = ",\n    ".join(f"{name} {kind}" for name, kind in INTERACTION_COLUMNS)
+    con.execute(f"CREATE TABLE interactions (\n    {columns},\n    PRIMARY KEY (id)\n)")
+    _comment(con, "TABLE interactions", "One row per recorded request/response pair (one cassette).")
 
 
 def create_choices(con: Connection) -> None:
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in CHOICE_COLUMNS)
     con.execute(f"CREATE TABLE choices (\n    {columns}\n)")
-    con.execute("COMMENT ON TABLE choices IS 'One row per choice of a chat completion; joins interactions.id.'")
+    _comment(con, "TABLE choices", "One row per choice of a chat completion; joins interactions.id.")
 
 
 def create_views(con: Connection) -> None:
     for name, (body, comment) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {body('interactions')}")
-        con.execute(f"COMMENT ON VIEW {name} IS '{comment.replace(chr(39), chr(39) * 2)}'")
+        _comment(con, f"VIEW {name}", comment)
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -190,7 +194,9 @@ def pending_migrations(con: Connection) -> list[str]:
 
 def apply_migrations(con: Connection) -> list[str]:
     """Apply every pending migration, each in a transaction with its record; return the names applied."""
-    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
+    )
     pending = set(pending_migrations(con))
     applied: list[str] = []
     for migration in MIGRATIONS:

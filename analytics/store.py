@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ def _insert_sql(table: str, columns: tuple[tuple[str, str], ...], source: str) -
 
 
 _INSERT_INTERACTIONS = (
-    _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions") + " ON CONFLICT DO NOTHING RETURNING id"
+    _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions")
+    + " ON CONFLICT DO NOTHING RETURNING id"
 )
 _INSERT_CHOICES = _insert_sql("choices", CHOICE_COLUMNS, "_batch_choices")
 
@@ -86,12 +87,39 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet]) -> int:
     return len(inserted)
 
 
+_DATA_ERRORS = (
+    duckdb.DataError,
+    duckdb.IntegrityError,
+    duckdb.InvalidInputException,
+    ValueError,
+    TypeError,
+    UnicodeError,
+)
+
+
 def is_data_error(exc: BaseException) -> bool:
-    """A row the database will never accept (malformed JSON, bad text), as opposed to a busy or broken file."""
-    return isinstance(
-        exc,
-        duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException | ValueError | TypeError | UnicodeError,
-    )
+    """A row the database will never accept (malformed JSON, bad text), not a busy or broken file."""
+    return isinstance(exc, _DATA_ERRORS)
+
+
+def write_isolating(
+    con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet], refuse: Callable[[RowSet, str], None]
+) -> int:
+    """write_batch; when the database refuses the data itself, halve the batch until the bad rows are found
+    and hand only those to `refuse`, so one odd row cannot hold back the others. Other errors propagate."""
+    try:
+        return write_batch(con, batch)
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+        if len(batch) == 1:
+            refuse(batch[0], first_line(exc))
+            return 0
+        middle = len(batch) // 2
+        return write_isolating(con, batch[:middle], refuse) + write_isolating(con, batch[middle:], refuse)
+
+
+_REFUSALS_LOGGED = 10  # rows the database refused that are logged one by one
 
 
 class DuckDBWriter:
@@ -118,11 +146,14 @@ class DuckDBWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._in_flight = 0  # size of the batch the thread is writing
+        self._refusals = 0
         self._reasons_logged: set[str] = set()
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Interactions submitted and not yet written (buffered, or in the batch being written)."""
+        return len(self._buffer) + self._in_flight
 
     def submit(self, interaction: Interaction, cassette_path: str | None) -> None:
         """Queue one interaction. Never blocks on I/O and never raises."""
@@ -132,11 +163,13 @@ class DuckDBWriter:
                 if overflow:
                     self.rows_dropped += 1
                 if not self._closed:
-                    if overflow:
+                    if overflow and self._buffer:
                         self._buffer.popleft()
                     self._buffer.append((interaction, cassette_path))
             if overflow:
-                self._log_once("DuckDB buffer full or closed: dropping the oldest rows (their cassettes are kept)")
+                self._log_once(
+                    "DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)"
+                )
         except Exception:  # recording must never break the traffic
             log.exception("could not queue an interaction for DuckDB")
 
@@ -185,16 +218,19 @@ class DuckDBWriter:
             if not self._buffer:
                 return
             items, self._buffer = self._buffer, deque()
+            self._in_flight = len(items)
         try:
             written = self._write(items)
         except Exception as exc:
             self._failed(exc, len(items))
             with self._lock:
                 self._buffer.extendleft(reversed(items))
+                self._in_flight = 0
                 while len(self._buffer) > self.max_buffered:
                     self._buffer.popleft()
                     self.rows_dropped += 1
             return
+        self._in_flight = 0
         self.rows_written += written
         if self.last_error is not None:
             log.warning("DuckDB writing resumed: %s", self.db_path)
@@ -213,26 +249,19 @@ class DuckDBWriter:
         con = connect(self.db_path, read_only=False, timeout=self.lock_timeout)
         try:
             apply_migrations(con)  # one query when up to date; recreates the schema if the file was deleted
-            return self._write_isolating(con, batch)
+            return write_isolating(con, batch, self._refuse)
         finally:
             con.close()
 
-    def _write_isolating(self, con: duckdb.DuckDBPyConnection, batch: list[RowSet]) -> int:
-        """write_batch; when the database refuses the data itself, halve the batch until the bad rows are
-        found, and drop only those (counted and logged), so one odd row cannot block every later one."""
-        try:
-            return write_batch(con, batch)
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
-            if len(batch) == 1:
-                with self._lock:
-                    self.write_errors += 1
-                    self.rows_dropped += 1
-                log.error("DuckDB refused interaction %s, not written: %s", batch[0][0]["id"], first_line(exc))
-                return 0
-            middle = len(batch) // 2
-            return self._write_isolating(con, batch[:middle]) + self._write_isolating(con, batch[middle:])
+    def _refuse(self, rowset: RowSet, reason: str) -> None:
+        with self._lock:
+            self.write_errors += 1
+            self.rows_dropped += 1
+            self._refusals += 1
+            refusals = self._refusals
+        if refusals <= _REFUSALS_LOGGED:
+            more = "; further refusals are counted, not logged" if refusals == _REFUSALS_LOGGED else ""
+            log.error("DuckDB refused interaction %s, not written: %s%s", rowset[0]["id"], reason, more)
 
     def _failed(self, exc: BaseException, rows: int) -> None:
         self.write_errors += 1
@@ -243,7 +272,8 @@ class DuckDBWriter:
         else:
             reason = f"cannot write {self.db_path}: {first_line(exc)}"
         self.last_error = reason
-        self._log_once(f"{reason} ({rows} rows kept for the next try; cassettes are unaffected)", key=reason)
+        kept = f" ({rows} rows kept for the next try; cassettes are unaffected)" if rows else ""
+        self._log_once(reason + kept, key=reason)
 
     def _log_once(self, message: str, key: str | None = None) -> None:
         key = key or message

@@ -73,11 +73,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             "the proxy (and the API key its clients send) and read /_proxy/health",
             settings.host,
         )
-    print(startup_line(settings, port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Printed once the signal handlers are in place: a supervisor may stop us as soon as it reads this line.
+    print(startup_line(settings, port), flush=True)
     if ready is not None:
         ready.set()
     try:

@@ -15,6 +15,7 @@ import duckdb
 import openai
 import pytest
 
+from analytics.query import run_sql
 from tests.chunks import (
     MODEL,
     make_chunk,
@@ -34,8 +35,8 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Hi"}]
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
+    """Read as `proxy sql` does: read-only, retrying while a writer holds the file."""
+    return run_sql(db, sql)[1]
 
 
 def n2_with_usage() -> list[dict[str, Any]]:

@@ -423,6 +423,48 @@ async def test_the_writer_retries_while_another_process_holds_the_file(tmp_path:
     assert (writer.rows_written, writer.last_error) == (10, None)
 
 
+def test_a_reader_lets_a_waiting_writer_go_first_but_not_forever(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    import_directory(db, tmp_path)
+    flag = tmp_path / "traffic.duckdb.writer-waiting"
+    flag.touch()  # a writer waiting for the file (that never gets it: the reader gives up waiting)
+    started = time.monotonic()
+    assert count(db) == 0
+    assert 0.9 < time.monotonic() - started < 3.0
+
+
+def test_a_flag_left_by_a_dead_writer_is_ignored(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    import_directory(db, tmp_path)
+    flag = tmp_path / "traffic.duckdb.writer-waiting"
+    flag.touch()
+    old = time.time() - 60
+    os.utime(flag, (old, old))
+    started = time.monotonic()
+    assert count(db) == 0
+    assert time.monotonic() - started < 0.5
+
+
+async def test_the_writer_removes_its_flag_once_it_gets_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    writer = DuckDBWriter(db, flush_interval=0.05)
+    await writer.start()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(db), "0.5", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and (await holder.stdout.readline()).strip() == b"locked"
+        writer.submit(make_interaction(1), None)
+        await asyncio.sleep(0.3)
+        assert (tmp_path / "traffic.duckdb.writer-waiting").exists()
+    finally:
+        await holder.communicate()
+    await wait_for_count(db, 1)
+    await writer.close()
+    assert not (tmp_path / "traffic.duckdb.writer-waiting").exists()
+    assert writer.write_errors == 0
+
+
 # --- import and export ---
 
 
