@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy import __version__
-from proxy.cassettes import load_directory
+from proxy.cassettes import CassetteError, load_heads
 from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
@@ -65,7 +65,7 @@ def load_replay_index(settings: Settings) -> ReplayIndex:
     index = ReplayIndex(match_policy_for(settings), skip_server_errors=settings.mode is RecordMode.AUTO)
     directory = settings.cassettes
     if directory.is_dir():
-        good, bad = load_directory(directory)
+        good, bad = load_heads(directory)
         for item in bad:
             log.warning("skipping cassette %s: %s", item.path, item.reason)
         for path, interaction in sorted(good, key=lambda pair: pair[1].metadata.recorded_at):
@@ -154,7 +154,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         hit = index.next(facts)
         if hit is not None:
             counts.replayed += 1
-            return await replay_response(request, hit, settings.timing, settings.speed)
+            try:
+                return await replay_response(request, hit, settings.timing, settings.speed)
+            except CassetteError as exc:  # the file changed or broke after it was indexed
+                log.warning("cannot replay %s: %s", hit.label, exc)
+                response = error_response(500, f"cannot replay {hit.label}: {exc}", "proxy_error", "bad_cassette")
+                response.headers["x-should-retry"] = "false"
+                return response
         if not settings.records:
             counts.misses += 1
             return miss_response(facts, index)

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proxy.interaction import CASSETTE_VERSION, Interaction
+from proxy.interaction import CASSETTE_VERSION, HeaderList, Interaction, Metadata, Outcome, RecordedRequest
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -101,26 +101,84 @@ def load_cassette(path: Path) -> Interaction:
     except OSError as exc:
         raise CassetteError(f"cannot read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CassetteError(f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CassetteError("not a JSON object")
-    version = data.get("version")
-    if version != CASSETTE_VERSION:
-        raise CassetteError(f"unknown format version {version!r} (this proxy reads {CASSETTE_VERSION})")
-    try:
-        return Interaction.model_validate(data)
+        # One pass in pydantic-core (parse and validate together) is about twice as fast as json.loads
+        # followed by model_validate; it matters when replay indexes tens of thousands of cassettes.
+        interaction = Interaction.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CassetteError(f"missing or invalid {where}: {first['msg']}") from None
+        raise _explain(raw, exc) from None
+    if interaction.version != CASSETTE_VERSION:
+        raise CassetteError(_version_message(interaction.version))
+    return interaction
+
+
+class _ResponseHead(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: int
+    headers: HeaderList = Field(default_factory=list)
+
+
+class CassetteHead(BaseModel):
+    """What replay needs to index a cassette: everything but the response body and events, which are read
+    (and fully validated) only when the recording is first replayed. Indexing 10,000 streams stays fast."""
+
+    model_config = ConfigDict(extra="ignore")
+    version: int
+    id: str
+    metadata: Metadata
+    request: RecordedRequest
+    response: _ResponseHead
+    outcome: Outcome = Field(default_factory=Outcome)
+
+
+def load_head(path: Path) -> CassetteHead:
+    """Like load_cassette, for the parts an index needs; raise CassetteError naming the reason."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CassetteError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        head = CassetteHead.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _explain(raw, exc) from None
+    if head.version != CASSETTE_VERSION:
+        raise CassetteError(_version_message(head.version))
+    return head
+
+
+def _version_message(version: object) -> str:
+    return f"unknown format version {version!r} (this proxy reads {CASSETTE_VERSION})"
+
+
+def _explain(raw: bytes, exc: ValidationError) -> CassetteError:
+    """The most useful reason for a file that failed: not JSON, then the version, then the missing part."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        return CassetteError(f"not valid JSON: {error}")
+    if not isinstance(data, dict):
+        return CassetteError("not a JSON object")
+    if data.get("version") != CASSETTE_VERSION:
+        return CassetteError(_version_message(data.get("version")))
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return CassetteError(f"missing or invalid {where}: {first['msg']}")
 
 
 def iter_cassette_paths(directory: Path) -> Iterator[Path]:
     """Every cassette file under directory, recursively, in a stable (sorted) order."""
     paths = [p for p in directory.rglob("*.json") if not p.name.startswith(".")]
     yield from sorted(paths)
+
+
+def load_heads(directory: Path) -> tuple[list[tuple[Path, CassetteHead]], list[BadCassette]]:
+    good: list[tuple[Path, CassetteHead]] = []
+    bad: list[BadCassette] = []
+    for path in iter_cassette_paths(directory):
+        try:
+            good.append((path, load_head(path)))
+        except CassetteError as exc:
+            bad.append(BadCassette(path, str(exc)))
+    return good, bad
 
 
 def load_directory(directory: Path) -> tuple[list[tuple[Path, Interaction]], list[BadCassette]]:

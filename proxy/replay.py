@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy import headers
+from proxy.cassettes import CassetteHead, load_cassette
 from proxy.errors import error_body
 from proxy.interaction import REDACTED, Interaction
 from proxy.matching import MatchPolicy, RequestFacts, closest, request_key
@@ -43,14 +44,21 @@ class Prepared:
 
 @dataclass(slots=True)
 class Entry:
-    interaction: Interaction
+    record: Interaction | CassetteHead  # a head is read in full from `path` on first replay
+    path: Path | None
     label: str
     facts: RequestFacts
     prepared: Prepared | None = None
+    total_ms: float | None = None
 
     def prepare(self) -> Prepared:
+        """Response bytes, built once. Raises CassetteError if the file went bad since it was indexed."""
         if self.prepared is None:
-            self.prepared = _prepare(self.interaction)
+            record = self.record
+            interaction = record if isinstance(record, Interaction) or self.path is None else load_cassette(self.path)
+            assert isinstance(interaction, Interaction)
+            self.prepared = _prepare(interaction)
+            self.total_ms = interaction.timings.total_ms
         return self.prepared
 
 
@@ -60,9 +68,13 @@ class _Queue:
     used: int = 0
 
 
-def recorded_facts(interaction: Interaction) -> RequestFacts:
+def recorded_facts(interaction: Interaction | CassetteHead) -> RequestFacts:
     """A recording's request seen exactly as a live one is: built from the same bytes, by the same code."""
     request = interaction.request
+    body = request.body
+    if body.json_ is not None and body.layout is not None:
+        # The stored value is what the live side would parse from these bytes: skip the round trip.
+        return RequestFacts.build(request.method, request.path, request.query, request.headers, body.json_)
     return RequestFacts.from_parts(
         request.method, request.path, request.query, request.headers, body_bytes(request.body)
     )
@@ -96,7 +108,7 @@ class ReplayIndex:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, interaction: Interaction, path: Path | None) -> None:
+    def add(self, interaction: Interaction | CassetteHead, path: Path | None) -> None:
         """Index one recording. Skipped: exchanges the upstream never answered (proxy-side failures), streams
         the client abandoned (not an answer, just a fragment of one), and in auto mode upstream 5xx answers, so a
         passing outage is forwarded again rather than frozen in."""
@@ -112,7 +124,7 @@ class ReplayIndex:
         self._secret_headers |= {
             name for name, value in facts.headers if value == REDACTED and name in self.policy.match_headers
         }
-        entry = Entry(interaction, str(path) if path else interaction.id, facts)
+        entry = Entry(interaction, path, str(path) if path else interaction.id, facts)
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
         self._count += 1
@@ -201,7 +213,7 @@ def _prepare(interaction: Interaction) -> Prepared:
 async def replay_response(request: web.Request, entry: Entry, timing: str, speed: float) -> web.StreamResponse:
     prepared = entry.prepare()
     if prepared.events is None:
-        total_ms = entry.interaction.timings.total_ms
+        total_ms = entry.total_ms
         if timing == "original" and total_ms:
             # A whole body arrives at once: the recorded wait is until its last byte.
             await asyncio.sleep(total_ms / 1000.0 / speed)

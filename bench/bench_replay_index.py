@@ -1,0 +1,41 @@
+"""How long `proxy replay` takes to index 10,000 cassettes (issue target: well under 2 s).
+
+    python bench/bench_replay_index.py [COUNT]
+
+Copies the sample cassettes (streams included) COUNT times with distinct requests into a temporary directory,
+then times building the replay index from it, as `proxy replay DIR` does at startup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from proxy.app import load_replay_index
+from proxy.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parent.parent / "cassettes"
+
+
+def main(count: int) -> None:
+    sources = sorted(SAMPLES.rglob("*.json"))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for number in range(count):
+            data = json.loads(sources[number % len(sources)].read_text())
+            data["id"] = f"bench-{number}"
+            data["request"]["body"]["json"]["messages"][0]["content"] += f" #{number}"
+            path = root / f"{number // 1000:03d}" / f"{number:06d}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(data, indent=2))
+        started = time.perf_counter()
+        index = load_replay_index(Settings(mode="replay", cassettes=root))
+        elapsed = time.perf_counter() - started
+    print(f"indexed {len(index)} cassettes in {elapsed:.2f} s ({len(index) / elapsed:,.0f}/s)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
