@@ -1,0 +1,31 @@
+"""Blocking HTTP helpers for the orchestrator's checks (urllib; the load itself goes through load.py)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 15.0) -> Answer:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.headers.get("content-type", ""), response.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers.get("content-type", ""), exc.read())
+
+
+def get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        data: dict[str, Any] = json.loads(response.read())
+        return data
