@@ -49,30 +49,18 @@ def relative_path(interaction: Interaction) -> Path:
 
 
 def dumps(interaction: Interaction) -> str:
-    return "".join(_pretty(interaction.to_json_dict(), "")) + "\n"
+    """Indented JSON, except that short lists of scalars (header pairs) stay on one line, for people.
+    json.dumps does the work in C; one regex pass folds the short lists (JSON strings hold no raw newline,
+    and a list whose items contain brackets or braces is left as it is)."""
+    text = json.dumps(interaction.to_json_dict(), indent=2, ensure_ascii=False)
+    return _SHORT_LIST.sub(_fold, text) + "\n"
 
 
-def _pretty(value: object, indent: str) -> Iterator[str]:
-    """Indented JSON, except that short lists of scalars (header pairs) stay on one line, for people."""
-    if isinstance(value, dict) and value:
-        inner = indent + "  "
-        yield "{"
-        for number, (key, item) in enumerate(value.items()):
-            yield ("," if number else "") + "\n" + inner + json.dumps(key, ensure_ascii=False) + ": "
-            yield from _pretty(item, inner)
-        yield "\n" + indent + "}"
-    elif isinstance(value, list) and value:
-        if len(value) <= 4 and not any(isinstance(item, dict | list) for item in value):
-            yield json.dumps(value, ensure_ascii=False)
-            return
-        inner = indent + "  "
-        yield "["
-        for number, item in enumerate(value):
-            yield ("," if number else "") + "\n" + inner
-            yield from _pretty(item, inner)
-        yield "\n" + indent + "]"
-    else:
-        yield json.dumps(value, ensure_ascii=False)
+_SHORT_LIST = re.compile(r"\[\n\s+([^\[\]{}\n]+(?:,\n\s+[^\[\]{}\n]+){0,3})\n\s*\]")
+
+
+def _fold(match: re.Match[str]) -> str:
+    return "[" + ", ".join(item.strip() for item in match.group(1).split(",\n")) + "]"
 
 
 def write_cassette(directory: Path, interaction: Interaction) -> Path:

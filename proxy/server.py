@@ -95,4 +95,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    # Recording work runs in threads; a short switch interval keeps them from holding the GIL for the
+    # default 5 ms while a streamed chunk waits to be forwarded.
+    sys.setswitchinterval(0.0005)
     asyncio.run(serve(settings))
