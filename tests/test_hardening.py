@@ -14,7 +14,7 @@ import pytest
 from proxy.cassettes import iter_cassette_paths, load_cassette
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
 from tests.cli_process import run_cli, start_proxy_process
-from tests.conftest import RunningUpstream, StartProxy, wait_for_cassettes
+from tests.conftest import API_KEY, RunningUpstream, StartProxy, wait_for_cassettes
 from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -215,3 +215,54 @@ def test_load_200_concurrent_streams_2000_requests_every_one_recorded(tmp_path: 
         assert events.encode() == received[user]
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id) FROM interactions").fetchall() == [(2000, 2000)]
+
+
+async def test_a_corrupt_database_degrades_health_but_not_traffic_and_writing_resumes_when_fixed(
+    plain: RunningUpstream, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    db = tmp_path / "broken.duckdb"
+    db.write_bytes(b"this is not a duckdb file" * 100)
+    proxy = await start_proxy(plain.url, db_enabled=True, db=db, db_flush_interval=0.1)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url + CHAT, json=BODY) as response:
+            assert response.status == 200
+
+        async def health() -> dict[str, Any]:
+            async with session.get(proxy.url + "/_proxy/health") as answer:
+                return await answer.json()  # type: ignore[no-any-return]
+
+        for _ in range(100):
+            state = await health()
+            if state["status"] == "degraded":
+                break
+            await asyncio.sleep(0.05)
+        assert state["status"] == "degraded"
+        assert state["database"]["write_errors"] >= 1
+        db.unlink()  # the fault clears
+        for _ in range(100):
+            state = await health()
+            if state["database"]["rows_written"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert state["database"]["rows_written"] == 1
+        assert state["status"] == "ok"
+
+
+async def test_no_secret_reaches_a_log_line(
+    plain: RunningUpstream, start_proxy: StartProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    proxy = await start_proxy("http://127.0.0.1:9")  # unreachable: the error path logs
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as response:
+        assert response.status == 502
+    replay = await start_proxy(mode="replay", cassettes=proxy.settings.cassettes)
+    async with aiohttp.ClientSession() as session, session.post(
+        replay.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as response:
+        assert response.status == 404
+    assert caplog.records, "the failures above were logged"
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("proxy"))
+    # aiohttp's access log would show the query string; `proxy` runs with it off (server.py).
+    assert API_KEY not in ours and "QUERY-SECRET-1" not in ours
