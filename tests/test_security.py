@@ -6,8 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from analytics.query import export_parquet
 from proxy.server import is_loopback
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message
 from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, wait_for_cassettes
@@ -91,9 +93,15 @@ async def test_configured_secret_headers_query_params_and_body_fields_are_writte
     assert json.loads(sent.body)["api_token"] == "BODY-SECRET-5566"
     assert "QUERY-SECRET-7788" in sent.query
     await proxy.server.close()  # a clean stop flushes the database too
+    export_parquet(proxy.settings.db_path, tmp_path / "export")
+    assert list((tmp_path / "export").rglob("*.parquet"))
     written = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    # Parquet pages may be compressed, so the export is also read back as text.
+    with duckdb.connect() as con:
+        exported = str(con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'export'}/**/*.parquet')").fetchall())
     for secret in (API_KEY, "TEAM-SECRET-9911", "QUERY-SECRET-7788", "BODY-SECRET-5566"):
         assert secret.encode() not in written
+        assert secret not in exported
 
 
 @pytest.mark.parametrize(
