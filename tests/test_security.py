@@ -98,7 +98,8 @@ async def test_configured_secret_headers_query_params_and_body_fields_are_writte
     written = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
     # Parquet pages may be compressed, so the export is also read back as text.
     with duckdb.connect() as con:
-        exported = str(con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'export'}/**/*.parquet')").fetchall())
+        pattern = f"{tmp_path / 'export'}/**/*.parquet"
+        exported = str(con.execute(f"SELECT * FROM read_parquet('{pattern}', union_by_name=true)").fetchall())
     for secret in (API_KEY, "TEAM-SECRET-9911", "QUERY-SECRET-7788", "BODY-SECRET-5566"):
         assert secret.encode() not in written
         assert secret not in exported
