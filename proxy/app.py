@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy import __version__
-from proxy.cassettes import CassetteError, load_heads
+from proxy.cassettes import CassetteError, head_of, load_heads
 from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
@@ -90,7 +90,8 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    recorder = Recorder(settings.cassettes, redaction_for(settings))
+    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers)
+    await recorder.start()
     app[RECORDER] = recorder
     writer: Any = None
     if settings.db_enabled:
@@ -103,7 +104,8 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
         )
         app[DB_WRITER] = writer
     if settings.replays:
-        recorder.listeners.append(app[REPLAY_INDEX].add)
+        index = app[REPLAY_INDEX]
+        recorder.listeners.append(lambda interaction, path: index.add(head_of(interaction), path) if path else None)
     yield
     await recorder.close()
     if writer is not None:

@@ -118,6 +118,18 @@ class CassetteHead(BaseModel):
     outcome: Outcome = Field(default_factory=Outcome)
 
 
+def head_of(interaction: Interaction) -> CassetteHead:
+    """The index's view of an interaction just recorded; its full file is read on first replay."""
+    return CassetteHead(
+        version=interaction.version,
+        id=interaction.id,
+        metadata=interaction.metadata,
+        request=interaction.request,
+        response=_ResponseHead(status=interaction.response.status, headers=interaction.response.headers),
+        outcome=interaction.outcome,
+    )
+
+
 def load_head(path: Path) -> CassetteHead:
     """Like load_cassette, for the parts an index needs; raise CassetteError naming the reason."""
     try:

@@ -61,6 +61,8 @@ def start_proxy(aiohttp_server: Any, tmp_path: Path) -> StartProxy:
             "cassettes": tmp_path / "cassettes",
             "db_enabled": False,
             "db": tmp_path / "traffic.duckdb",
+            # in-process tests use threads (fast to start); the CLI tests run the default worker process
+            "record_workers": "thread",
         }
         values.update(overrides)
         settings = Settings.model_validate(values)

@@ -77,9 +77,17 @@ async def test_rows_hold_exactly_what_upstream_sent(upstream: RunningUpstream, s
     assert table == [
         (200, False, 12, 5, 17, 4, 2, "length", 1, False, False),
         (
-            200, True, usage_chunk["prompt_tokens"], usage_chunk["completion_tokens"], usage_chunk["total_tokens"],
+            200,
+            True,
+            usage_chunk["prompt_tokens"],
+            usage_chunk["completion_tokens"],
+            usage_chunk["total_tokens"],
             usage_chunk["prompt_tokens_details"]["cached_tokens"],
-            usage_chunk["completion_tokens_details"]["reasoning_tokens"], "stop", 1, False, False,
+            usage_chunk["completion_tokens_details"]["reasoning_tokens"],
+            "stop",
+            1,
+            False,
+            False,
         ),
         (200, True, 30, 20, 50, None, None, "tool_calls", 1, False, False),
         (200, True, 9, 6, 15, None, None, "stop", 2, False, False),
@@ -115,9 +123,7 @@ def threaded_upstream() -> Any:
     thread.join(10)
 
 
-def test_sql_and_stats_work_while_a_proxy_records_to_the_same_database(
-    threaded_upstream: str, tmp_path: Path
-) -> None:
+def test_sql_and_stats_work_while_a_proxy_records_to_the_same_database(threaded_upstream: str, tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     proc = start_proxy_process(
         ["record", "--upstream", threaded_upstream, "--cassettes", str(tmp_path / "c"), "--db", str(db)]
@@ -127,8 +133,16 @@ def test_sql_and_stats_work_while_a_proxy_records_to_the_same_database(
             post_chat(proc.url)
         counted = None
         for _ in range(40):  # rows land within the flush interval; bounded wait
-            result = run_cli(["sql", "SELECT count(*) AS n, sum(total_tokens) AS t FROM interactions",
-                              "--db", str(db), "--format", "csv"])
+            result = run_cli(
+                [
+                    "sql",
+                    "SELECT count(*) AS n, sum(total_tokens) AS t FROM interactions",
+                    "--db",
+                    str(db),
+                    "--format",
+                    "csv",
+                ]
+            )
             assert result.returncode == 0, result.stderr
             counted = list(csv.reader(io.StringIO(result.stdout)))
             if counted[1] == ["3", "15"]:
@@ -160,6 +174,7 @@ def test_sigterm_during_traffic_leaves_a_row_for_every_completed_interaction(
     async def traffic() -> None:
         nonlocal completed
         async with aiohttp.ClientSession() as session:
+
             async def one() -> None:
                 nonlocal completed
                 body = {"model": MODEL, "messages": MESSAGES}

@@ -80,9 +80,7 @@ def make_interaction(
     events = None
     if stream:
         events = [
-            RecordedEvent(
-                offset_ms=120.0, data=json.dumps({"object": "chat.completion.chunk", "choices": []})
-            ),
+            RecordedEvent(offset_ms=120.0, data=json.dumps({"object": "chat.completion.chunk", "choices": []})),
             RecordedEvent(offset_ms=480.0, data="[DONE]"),
         ]
     return Interaction(
@@ -125,9 +123,7 @@ STREAM_WITH_USAGE = make_interaction(
     stream=True,
     completion=make_completion(usage=make_usage(2000, 300, cached=1536, reasoning=256), model="o3-mini"),
 )
-STREAM_WITHOUT_USAGE = make_interaction(
-    stream=True, completion=make_completion(), outcome=Outcome(usage_missing=True)
-)
+STREAM_WITHOUT_USAGE = make_interaction(stream=True, completion=make_completion(), outcome=Outcome(usage_missing=True))
 TOOL_CALLS = make_interaction(
     body=make_completion(
         choices=[
@@ -283,19 +279,14 @@ CASES: list[tuple[str, Interaction, dict[str, Any], list[tuple[int, str | None, 
 ]
 
 
-@pytest.mark.parametrize(
-    ("interaction", "expected", "choices"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("interaction", "expected", "choices"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_interaction_rows(
     interaction: Interaction, expected: dict[str, Any], choices: list[tuple[int, str | None, int, int, bool]]
 ) -> None:
-    row, choice_rows = interaction_rows(
-        interaction, "20261122/035800123-chat-completions-gpt-4o-mini-456789ab.json"
-    )
+    row, choice_rows = interaction_rows(interaction, "20261122/035800123-chat-completions-gpt-4o-mini-456789ab.json")
     assert {key: row[key] for key in expected} == expected
     assert [
-        (c["index"], c["finish_reason"], c["tool_calls"], c["content_chars"], c["refusal"])
-        for c in choice_rows
+        (c["index"], c["finish_reason"], c["tool_calls"], c["content_chars"], c["refusal"]) for c in choice_rows
     ] == choices
     assert all(c["interaction_id"] == interaction.id for c in choice_rows)
 

@@ -70,9 +70,7 @@ def make_interaction(
         "object": "chat.completion",
         "created": 1_795_000_000 + n,
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": f"Answer {n}"}, "finish_reason": finish}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"Answer {n}"}, "finish_reason": finish}],
     }
     if usage:
         result["usage"] = {
@@ -86,14 +84,10 @@ def make_interaction(
             result["usage"]["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     response = RecordedResponse(status=status, stream=stream)
     if status >= 400:
-        response.body = Body(
-            json_={"error": {"message": f"upstream says no ({status})", "type": "x", "code": None}}
-        )
+        response.body = Body(json_={"error": {"message": f"upstream says no ({status})", "type": "x", "code": None}})
     elif stream:
         response.events = [
-            RecordedEvent(
-                offset_ms=ttfb, data=json.dumps({"object": "chat.completion.chunk", "choices": []})
-            ),
+            RecordedEvent(offset_ms=ttfb, data=json.dumps({"object": "chat.completion.chunk", "choices": []})),
             RecordedEvent(offset_ms=latency, data="[DONE]"),
         ]
         response.completion = result
@@ -111,9 +105,7 @@ def make_interaction(
             method="POST",
             path="/v1/chat/completions",
             headers=[("authorization", "Bearer <redacted>")],
-            body=Body(
-                json_={"model": model, "messages": [{"role": "user", "content": f"Q{n}"}], "stream": stream}
-            ),
+            body=Body(json_={"model": model, "messages": [{"role": "user", "content": f"Q{n}"}], "stream": stream}),
         ),
         response=response,
         timings=Timings(ttfb_ms=ttfb, total_ms=latency),
@@ -164,9 +156,7 @@ def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
 def test_views_exist_and_are_documented(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     import_directory(db, tmp_path)
-    _, rows = run_sql(
-        db, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
-    )
+    _, rows = run_sql(db, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name")
     assert [name for name, _ in rows] == sorted(VIEWS)
     assert all(comment for _, comment in rows)
 
@@ -485,9 +475,7 @@ def mixed_traffic() -> list[Interaction]:
         ),
         make_interaction(5, stream=True, usage=False, finish="length", latency=500.0),
         make_interaction(6, status=429, usage=False, latency=5.0),
-        make_interaction(
-            7, stream=True, usage=False, finish=None, incomplete_reason="stream ended without [DONE]"
-        ),
+        make_interaction(7, stream=True, usage=False, finish=None, incomplete_reason="stream ended without [DONE]"),
     ]
 
 

@@ -253,14 +253,20 @@ async def test_no_secret_reaches_a_log_line(
 ) -> None:
     caplog.set_level("DEBUG")
     proxy = await start_proxy("http://127.0.0.1:9")  # unreachable: the error path logs
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as response,
+    ):
         assert response.status == 502
     replay = await start_proxy(mode="replay", cassettes=proxy.settings.cassettes)
-    async with aiohttp.ClientSession() as session, session.post(
-        replay.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            replay.url + CHAT + "?api_key=QUERY-SECRET-1", json=BODY, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as response,
+    ):
         assert response.status == 404
     assert caplog.records, "the failures above were logged"
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("proxy"))
