@@ -128,8 +128,7 @@ ORDER BY recorded_at DESC"""
 VIEWS: dict[str, tuple[Callable[[str], str], str]] = {
     "usage_by_model": (
         usage_by_model_sql,
-        "Requests, errors, incomplete, and token sums (prompt, completion, cached, reasoning, total) "
-        "per model.",
+        "Requests, errors, incomplete, and token sums (prompt, completion, cached, reasoning, total) per model.",
     ),
     "usage_by_day": (usage_by_day_sql, "Requests, errors and token sums per UTC day."),
     "finish_reasons": (
@@ -194,9 +193,7 @@ def pending_migrations(con: Connection) -> list[str]:
 
 def apply_migrations(con: Connection) -> list[str]:
     """Apply every pending migration, each in a transaction with its record; return the names applied."""
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
-    )
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     pending = set(pending_migrations(con))
     applied: list[str] = []
     for migration in MIGRATIONS:

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,7 @@ RowSet = tuple[Row, list[Row]]  # one interaction row and its choice rows
 
 
 def _arrow_table(columns: tuple[tuple[str, str], ...], rows: Sequence[Row]) -> Any:
-    return pa.table(
-        {name: pa.array([row[name] for row in rows], type=_ARROW_TYPES[kind]) for name, kind in columns}
-    )
+    return pa.table({name: pa.array([row[name] for row in rows], type=_ARROW_TYPES[kind]) for name, kind in columns})
 
 
 def _insert_sql(table: str, columns: tuple[tuple[str, str], ...], source: str) -> str:
@@ -54,8 +53,7 @@ def _insert_sql(table: str, columns: tuple[tuple[str, str], ...], source: str) -
 
 
 _INSERT_INTERACTIONS = (
-    _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions")
-    + " ON CONFLICT DO NOTHING RETURNING id"
+    _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions") + " ON CONFLICT DO NOTHING RETURNING id"
 )
 _INSERT_CHOICES = _insert_sql("choices", CHOICE_COLUMNS, "_batch_choices")
 
@@ -122,6 +120,13 @@ def write_isolating(
 _REFUSALS_LOGGED = 10  # rows the database refused that are logged one by one
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """Rows made elsewhere, waiting in the buffer beside interactions still to be turned into rows."""
+
+    rows: RowSet
+
+
 class DuckDBWriter:
     """The proxy's DuckDB sink. `submit` from the event loop; `start` and `close` around the app's life."""
 
@@ -167,11 +172,13 @@ class DuckDBWriter:
                         self._buffer.popleft()
                     self._buffer.append((interaction, cassette_path))
             if overflow:
-                self._log_once(
-                    "DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)"
-                )
+                self._log_once("DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)")
         except Exception:  # recording must never break the traffic
             log.exception("could not queue an interaction for DuckDB")
+
+    def submit_rows(self, rows: RowSet) -> None:
+        """Queue rows already made from an interaction (by the recording worker). Never blocks or raises."""
+        self.submit(_Ready(rows), None)  # type: ignore[arg-type]
 
     async def start(self) -> None:
         """Create the database and its schema (a failure is counted, not raised), then start the thread."""
@@ -240,6 +247,9 @@ class DuckDBWriter:
     def _write(self, items: deque[tuple[Interaction, str | None]]) -> int:
         batch: list[RowSet] = []
         for interaction, cassette in items:
+            if isinstance(interaction, _Ready):
+                batch.append(interaction.rows)
+                continue
             try:
                 batch.append(interaction_rows(interaction, cassette))
             except Exception:  # a bug in rows.py must not hold back the other rows

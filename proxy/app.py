@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,7 @@ from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import Recorder
+from proxy.recorder import Recorder, relative_to
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
@@ -90,35 +89,34 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers)
-    await recorder.start()
-    app[RECORDER] = recorder
     writer: Any = None
+    derive = None
     if settings.db_enabled:
+        from analytics.rows import interaction_rows
         from analytics.store import DuckDBWriter
 
         writer = DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
         await writer.start()
-        recorder.listeners.append(
-            lambda interaction, path: writer.submit(interaction, _relative(path, settings.cassettes))
-        )
+        derive = interaction_rows  # rows are made in the recording worker, off the event loop's GIL
         app[DB_WRITER] = writer
+    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers, derive)
+    await recorder.start()
+    app[RECORDER] = recorder
+    if writer is not None:
+        recorder.listeners.append(
+            lambda interaction, path, rows: (
+                writer.submit_rows(rows)
+                if rows is not None
+                else writer.submit(interaction, relative_to(path, settings.cassettes))
+            )
+        )
     if settings.replays:
         index = app[REPLAY_INDEX]
-        recorder.listeners.append(lambda interaction, path: index.add(head_of(interaction), path) if path else None)
+        recorder.listeners.append(lambda interaction, path, _: index.add(head_of(interaction), path) if path else None)
     yield
     await recorder.close()
     if writer is not None:
         await writer.close()
-
-
-def _relative(path: Path | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 @web.middleware
@@ -149,11 +147,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
     counts.requests += 1
     if settings.replays:
-        facts = RequestFacts.from_parts(
-            request.method, request.path, request.rel_url.raw_query_string, request.headers, body
-        )
         index = app[REPLAY_INDEX]
-        hit = index.next(facts)
+        query = request.rel_url.raw_query_string
+        hit, facts = index.lookup(request.method, request.path, query, request.headers, body)
         if hit is not None:
             counts.replayed += 1
             try:
@@ -165,6 +161,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 return response
         if not settings.records:
             counts.misses += 1
+            if facts is None:
+                facts = RequestFacts.from_parts(request.method, request.path, query, request.headers.items(), body)
             return miss_response(facts, index)
     config = ForwardConfig(
         upstream=settings.upstream,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
@@ -33,7 +33,12 @@ from proxy.recording import Recording, Redaction, build_interaction
 
 log = logging.getLogger("proxy.record")
 
-OnRecorded = Callable[[Interaction, Path | None], None]
+# Listeners get the interaction, its cassette path (None if it could not be written) and what the
+# `derive` function made of it in the worker (None without one).
+OnRecorded = Callable[[Interaction, Path | None, Any], None]
+# Runs in the worker after the cassette is written: (interaction, path relative to the cassette dir) -> value.
+# Module-level functions only: it crosses to the worker process by reference.
+Derive = Callable[[Interaction, str | None], Any]
 
 
 @dataclass(slots=True)
@@ -41,6 +46,16 @@ class _Result:
     interaction: Interaction | None
     path: Path | None
     error: str | None
+    derived: Any = None
+
+
+def relative_to(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _worker_init() -> None:
@@ -49,6 +64,8 @@ def _worker_init() -> None:
     instead of lingering as an orphan holding the parent's terminal and pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # When both must share a core, the traffic goes first: recording can wait, a streamed chunk should not.
+    os.nice(10)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -59,7 +76,9 @@ def _worker_init() -> None:
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
 
 
-def build_and_write(recording: Recording, directory: Path, redaction: Redaction, strip_events: bool) -> _Result:
+def build_and_write(
+    recording: Recording, directory: Path, redaction: Redaction, strip_events: bool, derive: Derive | None = None
+) -> _Result:
     """Build the Interaction and write its cassette. Runs in a worker thread or process."""
     try:
         interaction = build_interaction(recording, redaction)
@@ -71,15 +90,28 @@ def build_and_write(recording: Recording, directory: Path, redaction: Redaction,
         error = None
     except OSError as exc:
         path, error = None, f"cannot write cassette in {directory}: {exc.strerror or exc}"
+    derived = None
+    if derive is not None:
+        try:
+            derived = derive(interaction, relative_to(path, directory))
+        except Exception:
+            log.exception("could not derive rows from interaction %s", interaction.id)
     if strip_events and path is not None and interaction.response.events is not None:
         # Listeners (rows, replay index) need no events; the file has them. Keeps the trip back small.
         interaction.response.events = []
-    return _Result(interaction, path, error)
+    return _Result(interaction, path, error, derived)
 
 
 class Recorder:
-    def __init__(self, directory: Path, redaction: Redaction, workers: Literal["thread", "process"] = "thread") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        redaction: Redaction,
+        workers: Literal["thread", "process"] = "thread",
+        derive: Derive | None = None,
+    ) -> None:
         self.directory = directory
+        self.derive = derive
         self.redaction = redaction
         self.listeners: list[OnRecorded] = []
         self.recorded = 0
@@ -110,7 +142,13 @@ class Recorder:
     def submit(self, recording: Recording) -> None:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._executor, build_and_write, recording, self.directory, self.redaction, self._strip_events
+            self._executor,
+            build_and_write,
+            recording,
+            self.directory,
+            self.redaction,
+            self._strip_events,
+            self.derive,
         )
         self._pending.add(future)
         future.add_done_callback(self._done)
@@ -138,7 +176,7 @@ class Recorder:
         if result.interaction is not None:
             for listener in self.listeners:
                 try:
-                    listener(result.interaction, result.path)
+                    listener(result.interaction, result.path, result.derived)
                 except Exception:
                     log.exception("a recording listener failed")
 

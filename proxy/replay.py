@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import headers
 from proxy.cassettes import CassetteHead, load_cassette
@@ -28,6 +28,9 @@ log = logging.getLogger("proxy.replay")
 
 # Headers that describe bytes we no longer send as they were (the body is stored decoded, re-framed here).
 _REFRAMED = frozenset({"content-length", "transfer-encoding", "content-encoding"})
+# The cache of raw requests to keys: bounded in entries and in the size of a body it keeps.
+_RAW_KEY_LIMIT = 4096
+_RAW_KEY_MAX_BODY = 64 * 1024
 # Incomplete endings that cut the connection, rather than closing the body cleanly.
 _CUT = ("upstream reset", "upstream timeout")
 
@@ -101,6 +104,7 @@ class ReplayIndex:
         self._queues: dict[str, _Queue] = {}
         self._by_route: dict[tuple[str, str], list[Entry]] = {}
         self._count = 0
+        self._raw_keys: dict[tuple[object, ...], str] = {}
         # names whose values some recording holds only as REDACTED: masked the same way in live requests
         self._secret_query: frozenset[str] = frozenset()
         self._secret_headers: frozenset[str] = frozenset()
@@ -124,6 +128,7 @@ class ReplayIndex:
         self._secret_headers |= {
             name for name, value in facts.headers if value == REDACTED and name in self.policy.match_headers
         }
+        self._raw_keys.clear()  # the masked secrets may have changed, and with them the keys
         entry = Entry(interaction, path, str(path) if path else interaction.id, facts)
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
@@ -133,8 +138,28 @@ class ReplayIndex:
         """A live request as the recordings can match it (secret values masked as they were when recorded)."""
         return _masked(facts, self._secret_query, self._secret_headers)
 
+    def lookup(
+        self, method: str, path: str, query: str, headers: CIMultiDictProxy[str], body: bytes
+    ) -> tuple[Entry | None, RequestFacts | None]:
+        """The next recording for a live request, and its facts when they had to be built. A request seen
+        before, byte for byte, skips parsing and canonicalising: replay's hot path is a dict lookup."""
+        raw = (method, path, query, body, tuple(tuple(headers.getall(name, ())) for name in self.policy.match_headers))
+        key = self._raw_keys.get(raw)
+        facts = None
+        if key is None:
+            facts = RequestFacts.from_parts(method, path, query, headers.items(), body)
+            key = request_key(self.live(facts), self.policy)
+            if len(body) <= _RAW_KEY_MAX_BODY:
+                if len(self._raw_keys) >= _RAW_KEY_LIMIT:
+                    self._raw_keys.clear()
+                self._raw_keys[raw] = key
+        return self._take(key), facts
+
     def next(self, facts: RequestFacts) -> Entry | None:
-        queue = self._queues.get(request_key(self.live(facts), self.policy))
+        return self._take(request_key(self.live(facts), self.policy))
+
+    def _take(self, key: str) -> Entry | None:
+        queue = self._queues.get(key)
         if queue is None:
             return None
         if queue.used < len(queue.entries):
