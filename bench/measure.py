@@ -19,14 +19,20 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process (all its threads), from /proc/PID/stat."""
+    """User + system CPU time of a process and its descendants (all threads), from /proc/PID/stat: our
+    proxy's recording worker process is part of what it costs."""
     if pid is None:
         return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    total = 0.0
+    for member in procs.family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            if member == pid:
+                return None
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 @dataclass

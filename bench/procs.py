@@ -81,16 +81,35 @@ def wait_port(proc: Proc, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{proc.name} did not listen on port {port} within {timeout:g}s:\n{proc.tail()}")
 
 
+def family(pid: int) -> list[int]:
+    """pid and its descendants (our proxy records in a worker process: its cost is the proxy's cost)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a live process, in kB; empty if it is gone."""
+    """VmRSS and VmHWM (peak RSS) of a live process and its descendants, summed, in kB; empty if it is gone.
+    (A sum of peaks can overstate the peak of the sum: an upper bound.)"""
     found: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0])
-    except OSError:
-        pass
+    for member in family(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = found.get(key, 0) + int(value.split()[0])
+        except OSError:
+            pass
     return found
 
 
