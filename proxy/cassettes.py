@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,6 +85,10 @@ def write_cassette(directory: Path, interaction: Interaction) -> Path:
 
 def load_cassette(path: Path) -> Interaction:
     """Read one cassette; raise CassetteError naming the reason when it can't be used."""
+    return _load(path, Interaction)
+
+
+def _load(path: Path, model: type[_Loaded]) -> _Loaded:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -91,12 +96,12 @@ def load_cassette(path: Path) -> Interaction:
     try:
         # One pass in pydantic-core (parse and validate together) is about twice as fast as json.loads
         # followed by model_validate; it matters when replay indexes tens of thousands of cassettes.
-        interaction = Interaction.model_validate_json(raw)
+        loaded = model.model_validate_json(raw)
     except ValidationError as exc:
         raise _explain(raw, exc) from None
-    if interaction.version != CASSETTE_VERSION:
-        raise CassetteError(_version_message(interaction.version))
-    return interaction
+    if loaded.version != CASSETTE_VERSION:
+        raise CassetteError(_version_message(loaded.version))
+    return loaded
 
 
 class _ResponseHead(BaseModel):
@@ -132,17 +137,10 @@ def head_of(interaction: Interaction) -> CassetteHead:
 
 def load_head(path: Path) -> CassetteHead:
     """Like load_cassette, for the parts an index needs; raise CassetteError naming the reason."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CassetteError(f"cannot read: {exc.strerror or exc}") from None
-    try:
-        head = CassetteHead.model_validate_json(raw)
-    except ValidationError as exc:
-        raise _explain(raw, exc) from None
-    if head.version != CASSETTE_VERSION:
-        raise CassetteError(_version_message(head.version))
-    return head
+    return _load(path, CassetteHead)
+
+
+_Loaded = TypeVar("_Loaded", Interaction, CassetteHead)
 
 
 def _version_message(version: object) -> str:
