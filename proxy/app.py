@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -100,6 +101,7 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
         derive = interaction_rows  # rows are made in the recording worker, off the event loop's GIL
         app[DB_WRITER] = writer
     recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers, derive)
+    recorder.needs_interaction = settings.replays
     await recorder.start()
     app[RECORDER] = recorder
     if writer is not None:
@@ -112,7 +114,12 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
         )
     if settings.replays:
         index = app[REPLAY_INDEX]
-        recorder.listeners.append(lambda interaction, path, _: index.add(head_of(interaction), path) if path else None)
+
+        def index_new(interaction: Interaction | None, path: Path | None, _: object) -> None:
+            if interaction is not None and path is not None:
+                index.add(head_of(interaction), path)
+
+        recorder.listeners.append(index_new)
     yield
     await recorder.close()
     if writer is not None:

@@ -33,9 +33,9 @@ from proxy.recording import Recording, Redaction, build_interaction
 
 log = logging.getLogger("proxy.record")
 
-# Listeners get the interaction, its cassette path (None if it could not be written) and what the
-# `derive` function made of it in the worker (None without one).
-OnRecorded = Callable[[Interaction, Path | None, Any], None]
+# Listeners get the interaction (None when `needs_interaction` is off and a worker process made it), its
+# cassette path (None if it could not be written) and what `derive` made of it in the worker (or None).
+OnRecorded = Callable[[Interaction | None, Path | None, Any], None]
 # Runs in the worker after the cassette is written: (interaction, path relative to the cassette dir) -> value.
 # Module-level functions only: it crosses to the worker process by reference.
 Derive = Callable[[Interaction, str | None], Any]
@@ -77,7 +77,11 @@ def _worker_init() -> None:
 
 
 def build_and_write(
-    recording: Recording, directory: Path, redaction: Redaction, strip_events: bool, derive: Derive | None = None
+    recording: Recording,
+    directory: Path,
+    redaction: Redaction,
+    send_back: Literal["full", "light", "none"],
+    derive: Derive | None = None,
 ) -> _Result:
     """Build the Interaction and write its cassette. Runs in a worker thread or process."""
     try:
@@ -96,7 +100,10 @@ def build_and_write(
             derived = derive(interaction, relative_to(path, directory))
         except Exception:
             log.exception("could not derive rows from interaction %s", interaction.id)
-    if strip_events and path is not None and interaction.response.events is not None:
+    if send_back == "none":
+        # Nobody in the proxy needs the interaction itself (only its rows): nothing to pickle back.
+        return _Result(None, path, error, derived)
+    if send_back == "light" and path is not None and interaction.response.events is not None:
         # Listeners (rows, replay index) need no events; the file has them. Keeps the trip back small.
         interaction.response.events = []
     return _Result(interaction, path, error, derived)
@@ -118,7 +125,9 @@ class Recorder:
         self.write_errors = 0
         self.last_error: str | None = None
         self._reasons_logged: set[str] = set()
-        self._strip_events = workers == "process"
+        self._in_process = workers == "process"
+        # Whether a listener needs the Interaction itself (the replay index in auto mode), not just its rows.
+        self.needs_interaction = True
         self._executor: Executor
         if workers == "process":
             self._executor = ProcessPoolExecutor(
@@ -147,7 +156,7 @@ class Recorder:
             recording,
             self.directory,
             self.redaction,
-            self._strip_events,
+            ("light" if self.needs_interaction else "none") if self._in_process else "full",
             self.derive,
         )
         self._pending.add(future)
@@ -173,7 +182,7 @@ class Recorder:
             if result.error not in self._reasons_logged:
                 self._reasons_logged.add(result.error)
                 log.error("%s (traffic continues; further identical errors are counted, not logged)", result.error)
-        if result.interaction is not None:
+        if result.interaction is not None or result.derived is not None:
             for listener in self.listeners:
                 try:
                     listener(result.interaction, result.path, result.derived)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.chunks import stream_content
 from tests.cli_process import run_cli, start_proxy_process
+from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
 COMMANDS = ["record", "replay", "serve", "sql", "stats", "import", "export"]
 
@@ -77,3 +80,34 @@ def test_replay_of_a_missing_directory_exits_2_with_one_line(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "cassette directory not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_auto_records_a_miss_in_its_worker_process_and_replays_it_next_time(tmp_path: Path) -> None:
+    fake = FakeUpstream()
+    fake.streams["default"] = stream_content()
+    url, stop, thread = serve_upstream_in_thread(fake)
+    proc = start_proxy_process(["serve", "--mode", "auto", "--upstream", url, "--cassettes", str(tmp_path / "c")])
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+    def ask() -> bytes:
+        request = urllib.request.Request(
+            f"{proc.url}/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+
+    try:
+        first = ask()
+        for _ in range(100):  # the worker process writes the cassette, then the index learns it
+            with urllib.request.urlopen(f"{proc.url}/_proxy/health", timeout=10) as response:
+                if json.load(response)["recordings"] == 1:
+                    break
+            time.sleep(0.05)
+        second = ask()
+    finally:
+        code, stderr = proc.stop()
+        stop.set()
+        thread.join(10)
+    assert code == 0, stderr
+    assert len(fake.received) == 1  # the second answer came from the recording
+    assert second == first
