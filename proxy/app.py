@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import Recorder, relative_to
+from proxy.recorder import Recorder, WorkerSink, relative_to
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
@@ -92,26 +93,38 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer: Any = None
     derive = None
+    sink = None
     if settings.db_enabled:
+        from analytics import store
         from analytics.rows import interaction_rows
-        from analytics.store import DuckDBWriter
 
-        writer = DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
-        await writer.start()
-        derive = interaction_rows  # rows are made in the recording worker, off the event loop's GIL
-        app[DB_WRITER] = writer
-    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers, derive)
+        derive = interaction_rows  # rows are made where the cassette is built, off the event loop
+        if settings.record_workers == "process":
+            # The DuckDB writer lives in the recording worker too: its Arrow and DuckDB calls hold the GIL
+            # for milliseconds per flush, which streamed chunks would otherwise wait behind.
+            sink = WorkerSink(
+                start=partial(store.start_in_worker, settings.db_path, settings.db_flush_interval),
+                submit=store.submit_in_worker,
+                stats=store.stats_in_worker,
+                close=store.close_in_worker,
+            )
+        else:
+            writer = store.DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
+            await writer.start()
+            app[DB_WRITER] = writer
+    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers, derive, sink)
     recorder.needs_interaction = settings.replays
     await recorder.start()
     app[RECORDER] = recorder
     if writer is not None:
-        recorder.listeners.append(
-            lambda interaction, path, rows: (
+
+        def to_database(interaction: Interaction | None, path: Path | None, rows: Any) -> None:
+            if rows is not None:
                 writer.submit_rows(rows)
-                if rows is not None
-                else writer.submit(interaction, relative_to(path, settings.cassettes))
-            )
-        )
+            elif interaction is not None:
+                writer.submit(interaction, relative_to(path, settings.cassettes))
+
+        recorder.listeners.append(to_database)
     if settings.replays:
         index = app[REPLAY_INDEX]
 
@@ -188,12 +201,13 @@ async def health(request: web.Request) -> web.Response:
     recorder = app.get(RECORDER)
     writer: Any = app.get(DB_WRITER)
     db: dict[str, Any] | None = None
-    if writer is not None:
-        db = {
-            "rows_written": writer.rows_written,
-            "write_errors": writer.write_errors,
-            "last_error": writer.last_error,
-        }
+    stats: Any = writer.stats() if writer is not None else None
+    if recorder is not None and recorder.sink is not None:
+        stats = await recorder.refresh_sink_stats(timeout=0.5)
+    if stats is not None:
+        db = {"rows_written": stats.rows_written, "write_errors": stats.write_errors, "last_error": stats.last_error}
+    elif settings.db_enabled and settings.records:
+        db = {"rows_written": 0, "write_errors": 0, "last_error": None}
     write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
     body = {
         "status": "degraded" if (recorder and recorder.last_error) or (db and db["last_error"]) else "ok",

@@ -15,6 +15,7 @@ crosses back. Threads (`workers="thread"`) remain for embedding and for fast in-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -47,6 +48,19 @@ class _Result:
     path: Path | None
     error: str | None
     derived: Any = None
+    sink_stats: Any = None
+
+
+@dataclass(frozen=True)
+class WorkerSink:
+    """A consumer of derived values that lives in the worker process (the DuckDB writer): module-level
+    functions, so they cross to the worker by reference. `start` runs once when the worker boots, `submit`
+    takes each derived value and returns the sink's counters, `stats` and `close` return them too."""
+
+    start: Callable[[], None]
+    submit: Callable[[Any], Any]
+    stats: Callable[[], Any]
+    close: Callable[[], Any]
 
 
 def relative_to(path: Path | None, root: Path) -> str | None:
@@ -58,7 +72,7 @@ def relative_to(path: Path | None, root: Path) -> str | None:
         return str(path)
 
 
-def _worker_init() -> None:
+def _worker_init(start_sink: Callable[[], None] | None = None) -> None:
     """In the worker: Ctrl-C reaches the whole process group, but only the parent decides when to stop (it
     drains the queue of recordings first). If the parent dies without a word (kill -9), the worker leaves too,
     instead of lingering as an orphan holding the parent's terminal and pipes."""
@@ -74,6 +88,8 @@ def _worker_init() -> None:
         os._exit(0)
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    if start_sink is not None:
+        start_sink()
 
 
 def build_and_write(
@@ -82,6 +98,7 @@ def build_and_write(
     redaction: Redaction,
     send_back: Literal["full", "light", "none"],
     derive: Derive | None = None,
+    sink_submit: Callable[[Any], Any] | None = None,
 ) -> _Result:
     """Build the Interaction and write its cassette. Runs in a worker thread or process."""
     try:
@@ -100,13 +117,16 @@ def build_and_write(
             derived = derive(interaction, relative_to(path, directory))
         except Exception:
             log.exception("could not derive rows from interaction %s", interaction.id)
+    sink_stats = None
+    if sink_submit is not None and derived is not None:
+        sink_stats, derived = sink_submit(derived), None
     if send_back == "none":
         # Nobody in the proxy needs the interaction itself (only its rows): nothing to pickle back.
-        return _Result(None, path, error, derived)
+        return _Result(None, path, error, derived, sink_stats)
     if send_back == "light" and path is not None and interaction.response.events is not None:
         # Listeners (rows, replay index) need no events; the file has them. Keeps the trip back small.
         interaction.response.events = []
-    return _Result(interaction, path, error, derived)
+    return _Result(interaction, path, error, derived, sink_stats)
 
 
 class Recorder:
@@ -116,9 +136,12 @@ class Recorder:
         redaction: Redaction,
         workers: Literal["thread", "process"] = "thread",
         derive: Derive | None = None,
+        sink: WorkerSink | None = None,
     ) -> None:
         self.directory = directory
         self.derive = derive
+        self.sink = sink if workers == "process" else None
+        self.sink_stats: Any = None
         self.redaction = redaction
         self.listeners: list[OnRecorded] = []
         self.recorded = 0
@@ -134,6 +157,7 @@ class Recorder:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork a process with a running loop
                 initializer=_worker_init,
+                initargs=(self.sink.start if self.sink else None,),
             )
         else:
             self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cassette-writer")
@@ -158,6 +182,7 @@ class Recorder:
             self.redaction,
             ("light" if self.needs_interaction else "none") if self._in_process else "full",
             self.derive,
+            self.sink.submit if self.sink else None,
         )
         self._pending.add(future)
         future.add_done_callback(self._done)
@@ -170,6 +195,8 @@ class Recorder:
             result = future.result()
         except Exception as exc:  # the worker process died (killed, out of memory): count, never raise
             result = _Result(None, None, f"recording worker failed: {exc!r}")
+        if result.sink_stats is not None:
+            self.sink_stats = result.sink_stats
         if result.error is None:
             self.recorded += 1
             if self.last_error is not None:
@@ -189,8 +216,22 @@ class Recorder:
                 except Exception:
                     log.exception("a recording listener failed")
 
+    async def refresh_sink_stats(self, timeout: float) -> Any:
+        """Ask the worker for the sink's counters; if it is busy with a backlog, the last ones known do."""
+        if self.sink is not None:
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(Exception):  # a timeout or a dead worker: keep the last known counters
+                self.sink_stats = await asyncio.wait_for(loop.run_in_executor(self._executor, self.sink.stats), timeout)
+        return self.sink_stats
+
     async def close(self) -> None:
-        """Wait for every submitted recording, then stop the worker threads."""
+        """Wait for every submitted recording, flush the sink, then stop the workers."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        if self.sink is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                self.sink_stats = await loop.run_in_executor(self._executor, self.sink.close)
+            except Exception as exc:
+                log.error("could not flush the database writer in the recording worker: %r", exc)
         self._executor.shutdown(wait=True)
