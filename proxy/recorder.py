@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -151,17 +152,19 @@ class Recorder:
         self._in_process = workers == "process"
         # Whether a listener needs the Interaction itself (the replay index in auto mode), not just its rows.
         self.needs_interaction = True
-        self._executor: Executor
-        if workers == "process":
-            self._executor = ProcessPoolExecutor(
+        self._executor = self._new_executor()
+        self._pending: set[asyncio.Future[_Result]] = set()
+        self._inflight: dict[asyncio.Future[_Result], tuple[Recording, int]] = {}
+
+    def _new_executor(self) -> Executor:
+        if self._in_process:
+            return ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork a process with a running loop
                 initializer=_worker_init,
                 initargs=(self.sink.start if self.sink else None,),
             )
-        else:
-            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cassette-writer")
-        self._pending: set[asyncio.Future[_Result]] = set()
+        return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cassette-writer")
 
     async def start(self) -> None:
         """Start the worker now, so the first recording doesn't wait for a process to boot."""
@@ -172,7 +175,22 @@ class Recorder:
     def pending(self) -> int:
         return len(self._pending)
 
-    def submit(self, recording: Recording) -> None:
+    def submit(self, recording: Recording, attempt: int = 1) -> None:
+        """Hand a finished exchange over; never raises into the request that produced it."""
+        try:
+            self._submit(recording, attempt)
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory). Start a new one and hand this recording to it.
+            self._count_error("recording worker died; started a new one")
+            self._executor = self._new_executor()
+            try:
+                self._submit(recording, attempt)
+            except Exception as exc:
+                self._count_error(f"recording worker failed: {exc!r}")
+        except Exception as exc:
+            self._count_error(f"recording worker failed: {exc!r}")
+
+    def _submit(self, recording: Recording, attempt: int) -> None:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             self._executor,
@@ -185,15 +203,22 @@ class Recorder:
             self.sink.submit if self.sink else None,
         )
         self._pending.add(future)
+        self._inflight[future] = (recording, attempt)
         future.add_done_callback(self._done)
 
     def _done(self, future: asyncio.Future[_Result]) -> None:
         self._pending.discard(future)
+        recording, attempt = self._inflight.pop(future)
         if future.cancelled():
             return
         try:
             result = future.result()
-        except Exception as exc:  # the worker process died (killed, out of memory): count, never raise
+        except BrokenProcessPool:
+            if attempt == 1:  # the worker died with this recording queued: give it one more go, in a new one
+                self.submit(recording, attempt + 1)
+                return
+            result = _Result(None, None, "recording worker died twice on the same recording")
+        except Exception as exc:  # count, never raise
             result = _Result(None, None, f"recording worker failed: {exc!r}")
         if result.sink_stats is not None:
             self.sink_stats = result.sink_stats
@@ -204,17 +229,20 @@ class Recorder:
                 self.last_error = None
                 self._reasons_logged.clear()
         else:
-            self.write_errors += 1
-            self.last_error = result.error
-            if result.error not in self._reasons_logged:
-                self._reasons_logged.add(result.error)
-                log.error("%s (traffic continues; further identical errors are counted, not logged)", result.error)
+            self._count_error(result.error)
         if result.interaction is not None or result.derived is not None:
             for listener in self.listeners:
                 try:
                     listener(result.interaction, result.path, result.derived)
                 except Exception:
                     log.exception("a recording listener failed")
+
+    def _count_error(self, reason: str) -> None:
+        self.write_errors += 1
+        self.last_error = reason
+        if reason not in self._reasons_logged:
+            self._reasons_logged.add(reason)
+            log.error("%s (traffic continues; further identical errors are counted, not logged)", reason)
 
     async def refresh_sink_stats(self, timeout: float) -> Any:
         """Ask the worker for the sink's counters; if it is busy with a backlog, the last ones known do."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import aiohttp
 import duckdb
 import pytest
 
+from proxy.app import RECORDER
 from proxy.cassettes import iter_cassette_paths, load_cassette
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
 from tests.cli_process import run_cli, start_proxy_process
@@ -272,3 +274,24 @@ async def test_no_secret_reaches_a_log_line(
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("proxy"))
     # aiohttp's access log would show the query string; `proxy` runs with it off (server.py).
     assert API_KEY not in ours and "QUERY-SECRET-1" not in ours
+
+
+async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(plain.url, record_workers="process")
+    recorder = proxy.server.app[RECORDER]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url + CHAT, json=BODY) as response:
+            assert response.status == 200
+        await wait_for_cassettes(proxy.settings.cassettes, 1)
+        workers = list(recorder._executor._processes)
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        for _ in range(3):
+            async with session.post(proxy.url + CHAT, json=BODY) as response:
+                assert response.status == 200
+                await response.read()
+    await wait_for_cassettes(proxy.settings.cassettes, 4, timeout=20)
+    assert list(recorder._executor._processes) != workers
