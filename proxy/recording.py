@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
 from proxy import __version__, headers
 from proxy.interaction import (
@@ -135,12 +135,16 @@ def _decompress(data: bytes, coding: str | None) -> tuple[bytes, str | None]:
 
 
 def redact_query(query: str, secret_params: frozenset[str]) -> str:
+    """The raw query with the values of secret parameters replaced; every other byte stays as it came."""
     if not query or not secret_params:
         return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in secret_params for name, _ in pairs):
-        return query
-    return urlencode([(name, REDACTED if name.lower() in secret_params else value) for name, value in pairs])
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        if unquote_plus(name).lower() in secret_params:
+            part = f"{name}{equals or '='}{REDACTED}"
+        parts.append(part)
+    return "&".join(parts)
 
 
 def redact_body(body: Body, secret_fields: frozenset[str]) -> Body:
