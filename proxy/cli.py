@@ -40,6 +40,25 @@ def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool
     parser.add_argument("--no-db", dest="db_enabled", action="store_const", const=False, help="do not write DuckDB")
     parser.add_argument("--timing", choices=("fast", "original"), help="replay pace: back to back, or as recorded")
     parser.add_argument("--speed", type=float, metavar="X", help="with --timing original: play X times faster")
+    parser.add_argument(
+        "--ignore-body-field",
+        dest="ignore_body_fields",
+        action="append",
+        metavar="NAME",
+        help="replay matching leaves this top-level body field out (repeatable), e.g. user, seed, metadata",
+    )
+    parser.add_argument(
+        "--match-header",
+        dest="match_headers",
+        action="append",
+        metavar="NAME",
+        help="replay matching also compares this request header (repeatable)",
+    )
+    parser.add_argument(
+        "--on-exhausted",
+        choices=("repeat", "fail"),
+        help="when every recording of a request was replayed: repeat the last one (default), or miss",
+    )
     parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (flags override it)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
@@ -88,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SERVER_KEYS = (
+    "ignore_body_fields",
+    "match_headers",
+    "on_exhausted",
     "upstream",
     "host",
     "port",

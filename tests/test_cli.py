@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -111,3 +112,27 @@ def test_serve_auto_records_a_miss_in_its_worker_process_and_replays_it_next_tim
     assert code == 0, stderr
     assert len(fake.received) == 1  # the second answer came from the recording
     assert second == first
+
+
+def test_replay_flags_choose_ignored_body_fields(tmp_path: Path) -> None:
+    samples = Path(__file__).resolve().parent.parent / "cassettes"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the proxy"}], "seed": 7}
+
+    def status_with(flags: list[str]) -> int:
+        proc = start_proxy_process(["replay", str(samples), *flags])
+        request = urllib.request.Request(
+            f"{proc.url}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        finally:
+            code, stderr = proc.stop()
+            assert code == 0, stderr
+
+    assert status_with([]) == 404  # the recording has no seed
+    assert status_with(["--ignore-body-field", "seed", "--ignore-body-field", "user"]) == 200
