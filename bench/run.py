@@ -1,4 +1,4 @@
-"""The proxy benchmark, in one command: `/work/venv/bin/python bench/run.py [--profile]` (see bench/README.md).
+"""The proxy benchmark, in one command: `python bench/run.py [--profile]` (see bench/README.md).
 
 Starts a fast fake upstream and every target side by side (direct, a bare aiohttp pass-through, mitmproxy
 record and server replay, `proxy record` with and without DuckDB, `proxy replay`, a bare handler serving the
