@@ -73,6 +73,7 @@ async def forward(
     url = URL(str(URL(config.upstream)) + request.rel_url.raw_path_qs, encoded=True)
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
     response: web.StreamResponse | None = None
+    chunk = b""
     try:
         try:
             upstream = await session.request(
@@ -130,6 +131,7 @@ async def forward(
                 return response
             except ConnectionResetError:
                 recording.incomplete_reason = "client disconnected"
+                _keep_unsent(recording, chunk, loop.time())
                 upstream.close()
                 return response
             await response.write_eof()
@@ -142,11 +144,19 @@ async def forward(
         return error_response(failure.status, failure.message, "proxy_error", failure.code)
     except asyncio.CancelledError:
         recording.incomplete_reason = "client disconnected"
+        _keep_unsent(recording, chunk, loop.time())
         raise
     finally:
         recording.ended = loop.time()
         if recorder is not None:
             recorder.submit(recording)
+
+
+def _keep_unsent(recording: Recording, chunk: bytes, at: float) -> None:
+    """A chunk that arrived from upstream but could not reach the client (it left) is still part of what
+    upstream sent: record it too, so nothing that crossed the proxy is lost."""
+    if chunk and (not recording.chunks or recording.chunks[-1] is not chunk):
+        recording.add(chunk, at)
 
 
 def _abort(request: web.Request) -> None:
