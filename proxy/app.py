@@ -19,7 +19,7 @@ from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import Recorder, WorkerSink, relative_to
+from proxy.recorder import BACKLOG_WARNING, Recorder, WorkerSink, relative_to
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
@@ -210,7 +210,9 @@ async def health(request: web.Request) -> web.Response:
         db = {"rows_written": 0, "write_errors": 0, "last_error": None}
     write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
     body = {
-        "status": "degraded" if (recorder and recorder.last_error) or (db and db["last_error"]) else "ok",
+        "status": "degraded"
+        if (recorder and (recorder.last_error or recorder.pending >= BACKLOG_WARNING)) or (db and db["last_error"])
+        else "ok",
         "version": __version__,
         "mode": settings.mode.value,
         "upstream": None if settings.mode.value == "replay" else settings.upstream,

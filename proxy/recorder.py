@@ -35,6 +35,9 @@ from proxy.recording import Recording, Redaction, build_interaction
 
 log = logging.getLogger("proxy.record")
 
+# A backlog this long is worth a warning and a "degraded" health status: the worker is not keeping up.
+BACKLOG_WARNING = 5_000
+
 # Listeners get the interaction (None when `needs_interaction` is off and a worker process made it), its
 # cassette path (None if it could not be written) and what `derive` made of it in the worker (or None).
 OnRecorded = Callable[[Interaction | None, Path | None, Any], None]
@@ -203,6 +206,12 @@ class Recorder:
             self.sink.submit if self.sink else None,
         )
         self._pending.add(future)
+        if len(self._pending) == BACKLOG_WARNING:
+            log.warning(
+                "recording is %d interactions behind the traffic: memory grows until it catches up "
+                "(nothing is dropped; /_proxy/health shows recording_pending)",
+                BACKLOG_WARNING,
+            )
         self._inflight[future] = (recording, attempt)
         future.add_done_callback(self._done)
 
