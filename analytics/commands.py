@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 
 from analytics.db import AnalyticsError
@@ -15,9 +16,9 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _print_lines(lines: object) -> None:
+def _print_lines(lines: Iterable[str]) -> None:
     out = sys.stdout
-    for line in lines:  # type: ignore[attr-defined]
+    for line in lines:
         out.write(line)
         out.write("\n")
 

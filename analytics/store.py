@@ -169,6 +169,9 @@ class _Ready:
     rows: RowSet
 
 
+_Queued = tuple[Interaction, str | None] | _Ready  # an interaction still to be turned into rows, or rows
+
+
 class DuckDBWriter:
     """The proxy's DuckDB sink. `submit` from the event loop; `start` and `close` around the app's life."""
 
@@ -188,7 +191,7 @@ class DuckDBWriter:
         self.write_errors = 0  # failed flushes, plus rows the database refused
         self.rows_dropped = 0  # rows never written: the buffer overflowed, or submitted after close
         self.last_error: str | None = None
-        self._buffer: deque[tuple[Interaction, str | None]] = deque()
+        self._buffer: deque[_Queued] = deque()
         self._lock = threading.Lock()  # guards _buffer; held only for O(1) appends and swaps
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,6 +207,13 @@ class DuckDBWriter:
 
     def submit(self, interaction: Interaction, cassette_path: str | None) -> None:
         """Queue one interaction. Never blocks on I/O and never raises."""
+        self._enqueue((interaction, cassette_path))
+
+    def submit_rows(self, rows: RowSet) -> None:
+        """Queue rows already made from an interaction (by the recording worker). Never blocks or raises."""
+        self._enqueue(_Ready(rows))
+
+    def _enqueue(self, item: _Queued) -> None:
         try:
             with self._lock:
                 overflow = self._closed or len(self._buffer) >= self.max_buffered
@@ -212,15 +222,11 @@ class DuckDBWriter:
                 if not self._closed:
                     if overflow and self._buffer:
                         self._buffer.popleft()
-                    self._buffer.append((interaction, cassette_path))
+                    self._buffer.append(item)
             if overflow:
                 self._log_once("DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)")
         except Exception:  # recording must never break the traffic
             log.exception("could not queue an interaction for DuckDB")
-
-    def submit_rows(self, rows: RowSet) -> None:
-        """Queue rows already made from an interaction (by the recording worker). Never blocks or raises."""
-        self.submit(_Ready(rows), None)  # type: ignore[arg-type]
 
     async def start(self) -> None:
         """Create the database and its schema (a failure is counted, not raised), then start the thread."""
@@ -295,12 +301,13 @@ class DuckDBWriter:
             self.last_error = None
             self._reasons_logged.clear()
 
-    def _write(self, items: deque[tuple[Interaction, str | None]]) -> int:
+    def _write(self, items: deque[_Queued]) -> int:
         batch: list[RowSet] = []
-        for interaction, cassette in items:
-            if isinstance(interaction, _Ready):
-                batch.append(interaction.rows)
+        for item in items:
+            if isinstance(item, _Ready):
+                batch.append(item.rows)
                 continue
+            interaction, cassette = item
             try:
                 batch.append(interaction_rows(interaction, cassette))
             except Exception:  # a bug in rows.py must not hold back the other rows

@@ -19,7 +19,7 @@ from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import BACKLOG_WARNING, Recorder, WorkerSink, relative_to
+from proxy.recorder import BACKLOG_WARNING, Recorder, WorkerSink
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
@@ -119,10 +119,8 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     if writer is not None:
 
         def to_database(interaction: Interaction | None, path: Path | None, rows: Any) -> None:
-            if rows is not None:
+            if rows is not None:  # None when making them failed (logged where it happened)
                 writer.submit_rows(rows)
-            elif interaction is not None:
-                writer.submit(interaction, relative_to(path, settings.cassettes))
 
         recorder.listeners.append(to_database)
     if settings.replays:

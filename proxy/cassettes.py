@@ -177,15 +177,3 @@ def load_heads(directory: Path) -> tuple[list[tuple[Path, CassetteHead]], list[B
         except CassetteError as exc:
             bad.append(BadCassette(path, str(exc)))
     return good, bad
-
-
-def load_directory(directory: Path) -> tuple[list[tuple[Path, Interaction]], list[BadCassette]]:
-    """Load every cassette under directory; bad files are returned with their reason, not raised."""
-    good: list[tuple[Path, Interaction]] = []
-    bad: list[BadCassette] = []
-    for path in iter_cassette_paths(directory):
-        try:
-            good.append((path, load_cassette(path)))
-        except CassetteError as exc:
-            bad.append(BadCassette(path, str(exc)))
-    return good, bad

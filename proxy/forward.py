@@ -106,15 +106,21 @@ async def forward(
             if upstream.content_length is not None and request.method != "HEAD":
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            # Between chunks the read timeout is the chunk timeout, not the first-byte one. The socket's read
-            # timer was already armed with the first-byte timeout when the headers (often with the first chunk)
-            # arrived, so each read is also bounded by the chunk timeout itself.
+            # Between chunks the read timeout is the chunk timeout, not the first-byte one. aiohttp re-arms its
+            # socket read timer on every arrival, with the value set here; but the timer running now was armed
+            # with the first-byte timeout, so until something new arrives each read gets its own bound. After
+            # that the per-chunk path is a read, a write and an append.
+            content = upstream.content
             if upstream.connection is not None and upstream.connection.protocol is not None:
                 upstream.connection.protocol.read_timeout = config.chunk_timeout
+            switched_at = content.total_bytes
             try:
                 while True:
-                    async with asyncio.timeout(config.chunk_timeout):
-                        chunk = await upstream.content.readany()
+                    if content.total_bytes == switched_at:
+                        async with asyncio.timeout(config.chunk_timeout):
+                            chunk = await content.readany()
+                    else:
+                        chunk = await content.readany()
                     if not chunk:
                         break
                     await response.write(chunk)

@@ -36,9 +36,6 @@ class Body(_Lenient):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    def is_empty(self) -> bool:
-        return self.json_ is None and self.text is None and self.base64 is None
-
 
 class RecordedRequest(_Lenient):
     method: str
@@ -107,10 +104,6 @@ class Interaction(_Lenient):
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    @property
-    def request_json(self) -> Any:
-        return self.request.body.json_
 
     @property
     def model(self) -> str | None:

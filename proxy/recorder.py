@@ -156,7 +156,7 @@ class Recorder:
         # Whether a listener needs the Interaction itself (the replay index in auto mode), not just its rows.
         self.needs_interaction = True
         self._executor = self._new_executor()
-        self._pending: set[asyncio.Future[_Result]] = set()
+        # every recording handed over and not yet finished, with its attempt number
         self._inflight: dict[asyncio.Future[_Result], tuple[Recording, int]] = {}
 
     def _new_executor(self) -> Executor:
@@ -176,7 +176,7 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._inflight)
 
     def submit(self, recording: Recording, attempt: int = 1) -> None:
         """Hand a finished exchange over; never raises into the request that produced it."""
@@ -185,6 +185,7 @@ class Recorder:
         except BrokenProcessPool:
             # The worker died (killed, out of memory). Start a new one and hand this recording to it.
             self._count_error("recording worker died; started a new one")
+            self._executor.shutdown(wait=False)
             self._executor = self._new_executor()
             try:
                 self._submit(recording, attempt)
@@ -205,18 +206,16 @@ class Recorder:
             self.derive,
             self.sink.submit if self.sink else None,
         )
-        self._pending.add(future)
-        if len(self._pending) == BACKLOG_WARNING:
+        self._inflight[future] = (recording, attempt)
+        if len(self._inflight) == BACKLOG_WARNING:
             log.warning(
                 "recording is %d interactions behind the traffic: memory grows until it catches up "
                 "(nothing is dropped; /_proxy/health shows recording_pending)",
                 BACKLOG_WARNING,
             )
-        self._inflight[future] = (recording, attempt)
         future.add_done_callback(self._done)
 
     def _done(self, future: asyncio.Future[_Result]) -> None:
-        self._pending.discard(future)
         recording, attempt = self._inflight.pop(future)
         if future.cancelled():
             return
@@ -263,8 +262,8 @@ class Recorder:
 
     async def close(self) -> None:
         """Wait for every submitted recording, flush the sink, then stop the workers."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         if self.sink is not None:
             loop = asyncio.get_running_loop()
             try:

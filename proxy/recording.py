@@ -272,8 +272,3 @@ def build_interaction(rec: Recording, redaction: Redaction = Redaction()) -> Int
         timings=Timings(ttfb_ms=_ms(rec.started, first_byte), total_ms=_ms(rec.started, rec.ended)),
         outcome=outcome,
     )
-
-
-def request_json(interaction: Interaction) -> dict[str, Any] | None:
-    value = interaction.request.body.json_
-    return value if isinstance(value, dict) else None

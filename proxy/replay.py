@@ -43,6 +43,7 @@ class Prepared:
     events: list[bytes] | None
     offsets_ms: list[float]
     cut: bool
+    total_ms: float | None  # how long the whole exchange took (timing "original" waits this for a body)
 
 
 @dataclass(slots=True)
@@ -52,7 +53,6 @@ class Entry:
     label: str
     facts: RequestFacts
     prepared: Prepared | None = None
-    total_ms: float | None = None
 
     def prepare(self) -> Prepared:
         """Response bytes, built once. Raises CassetteError if the file went bad since it was indexed."""
@@ -61,7 +61,6 @@ class Entry:
             interaction = record if isinstance(record, Interaction) or self.path is None else load_cassette(self.path)
             assert isinstance(interaction, Interaction)
             self.prepared = _prepare(interaction)
-            self.total_ms = interaction.timings.total_ms
         return self.prepared
 
 
@@ -124,11 +123,14 @@ class ReplayIndex:
         if self.skip_server_errors and response.status >= 500:
             return
         facts = recorded_facts(interaction)
-        self._secret_query |= {name for name, value in facts.query if value == REDACTED}
-        self._secret_headers |= {
+        secret_query = self._secret_query | {name for name, value in facts.query if value == REDACTED}
+        secret_headers = self._secret_headers | {
             name for name, value in facts.headers if value == REDACTED and name in self.policy.match_headers
         }
-        self._raw_keys.clear()  # the masked secrets may have changed, and with them the keys
+        if (secret_query, secret_headers) != (self._secret_query, self._secret_headers):
+            # more values are masked in live requests from now on, so keys cached for raw requests are stale
+            self._secret_query, self._secret_headers = secret_query, secret_headers
+            self._raw_keys.clear()
         entry = Entry(interaction, path, str(path) if path else interaction.id, facts)
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
@@ -232,13 +234,14 @@ def _prepare(interaction: Interaction) -> Prepared:
         events=events,
         offsets_ms=offsets,
         cut=reason.startswith(_CUT),
+        total_ms=interaction.timings.total_ms,
     )
 
 
 async def replay_response(request: web.Request, entry: Entry, timing: str, speed: float) -> web.StreamResponse:
     prepared = entry.prepare()
     if prepared.events is None:
-        total_ms = entry.total_ms
+        total_ms = prepared.total_ms
         if timing == "original" and total_ms:
             # A whole body arrives at once: the recorded wait is until its last byte.
             await asyncio.sleep(total_ms / 1000.0 / speed)
