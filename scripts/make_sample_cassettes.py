@@ -49,29 +49,12 @@ from tests.chunks import (  # noqa: E402
     tool_call_delta,
     tool_calls_delta,
 )
+from tests.samples import COUNT, HAIKU, HELLO, WEATHER, WEATHER_TOOL  # noqa: E402
 from tests.upstream import FakeUpstream  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 TOKEN_PACE = 0.04  # seconds between the events of a streamed sample
 ANSWERING_MODEL = "gpt-4o-mini-2024-07-18"
-
-HELLO: Any = [{"role": "user", "content": "Say hello to the proxy"}]
-WEATHER: Any = [{"role": "user", "content": "What's the weather in Paris?"}]
-COUNT: Any = [{"role": "user", "content": "Count to three"}]
-HAIKU: Any = [{"role": "user", "content": "Write a haiku about rate limits"}]
-
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 RATE_LIMITED = {
     "error": {

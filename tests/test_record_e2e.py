@@ -543,6 +543,28 @@ async def test_upstream_stalling_mid_stream_beyond_chunk_timeout_is_recorded_inc
     assert [event.data for event in interaction.response.events or []] == sse(chunks)[:1]
 
 
+async def test_upstream_stalling_later_in_a_stream_is_cut_by_the_chunk_timeout(
+    upstream: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    chunks = stream_content()
+    upstream.fake.streams["default"] = chunks
+    # Chunks keep arriving 50 ms apart, then upstream goes silent: the bound now comes from the socket's read
+    # timer, re-armed with the chunk timeout on each arrival, not from the first-read guard.
+    proxy = await start_proxy(upstream.url, first_byte_timeout=5.0, chunk_timeout=0.3)
+    async with proxy.client() as client:
+        response = await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, extra_headers={"x-gap-ms": "50", "x-stall-after": "3"}
+        )
+        with pytest.raises(openai.APIConnectionError):
+            async for _ in response:
+                pass
+
+    interaction = await only_recorded(proxy)
+    assert interaction.outcome.incomplete_reason == "upstream timeout mid-response"
+    assert [event.data for event in interaction.response.events or []] == sse(chunks)[:3]
+    assert (interaction.timings.total_ms or 0) < 3000  # cut by the 0.3 s bound, not by the 5 s first-byte one
+
+
 async def test_client_giving_up_before_upstream_answers_is_recorded_and_reaches_upstream(
     upstream: RunningUpstream, start_proxy: StartProxy
 ) -> None:

@@ -30,6 +30,7 @@ from tests.chunks import (
     stream_content,
 )
 from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy
+from tests.samples import WEATHER_TOOL
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello to the proxy"}]
@@ -532,17 +533,3 @@ async def test_sample_cassettes_answer_the_readme_requests(start_proxy: StartPro
     assert count.usage is not None
     assert count.usage.total_tokens == 18
     assert limited.value.code == "rate_limit_exceeded"
-
-
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}

@@ -9,6 +9,7 @@ sends it through `extra_headers`). Behaviour knobs are headers too, so one serve
     x-status        answer with this status and an OpenAI-style error body
     x-retry-after   with x-status: the Retry-After header
     x-reset-after   close the connection after this many pieces (a reset mid-stream)
+    x-stall-after   go silent for 5 s after this many pieces (a stall mid-stream)
     x-hang-ms       sleep this long before sending the headers
     x-gzip          send the body gzip-compressed with Content-Encoding: gzip
 
@@ -121,6 +122,7 @@ class FakeUpstream:
             pieces = [data[i : i + size] for i in range(0, len(data), size)]
         gap = int(request.headers.get("x-gap-ms", "0")) / 1000
         reset_after = int(request.headers.get("x-reset-after", "-1"))
+        stall_after = int(request.headers.get("x-stall-after", "-1"))
         response = web.StreamResponse(
             headers={
                 "content-type": content_type,
@@ -143,6 +145,8 @@ class FakeUpstream:
                     return response
                 await response.write(piece)
                 sent.extend(piece)
+                if number + 1 == stall_after:
+                    await asyncio.sleep(5)
                 if gap:
                     await asyncio.sleep(gap)
         except (ConnectionResetError, asyncio.CancelledError):
