@@ -2,18 +2,22 @@
 
 `write_batch` turns rows into two Arrow tables and inserts each in one statement, skipping interactions whose
 id is already stored (so replaying a batch or importing twice adds nothing). `DuckDBWriter` is the proxy's
-sink: `submit` only appends to a buffer; a dedicated thread writes the buffer every `flush_interval` seconds,
-opening the file for that one transaction and closing it again, so `proxy sql` in another process can read
-between batches (see db.py). A failed write is logged once per distinct reason, counted, and the rows are
-kept for the next flush (at most `max_buffered`; beyond that the oldest are dropped and counted): the
-cassette files stay the source of truth, and `proxy import` rebuilds anything missing.
+sink: `submit` only appends to a buffer; a dedicated thread writes the buffer every `flush_interval` seconds.
+It keeps its connection open between batches while nobody else wants the file, and lets go within
+RELEASE_CHECK seconds when somebody does (`proxy sql` in another process raises the `wanted` flag; see db.py):
+from then on it opens the file per batch, until the flag goes stale. A failed write is logged once per
+distinct reason, counted, and the rows are kept for the next flush (at most `max_buffered`; beyond that the
+oldest are dropped and counted): the cassette files stay the source of truth, and `proxy import` rebuilds
+anything missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from analytics.db import connect, first_line, is_lock_conflict
+from analytics.db import connect, first_line, is_lock_conflict, is_wanted
 from analytics.rows import Row, interaction_rows
 from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, apply_migrations
 from proxy.interaction import Interaction
@@ -118,6 +122,7 @@ def write_isolating(
 
 
 _REFUSALS_LOGGED = 10  # rows the database refused that are logged one by one
+RELEASE_CHECK = 0.1  # seconds between looks at the `wanted` flag while the writer holds the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,10 @@ class DuckDBWriter:
         self._in_flight = 0  # size of the batch the thread is writing
         self._refusals = 0
         self._reasons_logged: set[str] = set()
+        # The connection held between batches, and the identity (device, inode) of the file it holds: a file
+        # deleted or replaced under a running proxy is noticed, and a new one is created.
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con_file: tuple[int, int] | None = None
 
     @property
     def pending(self) -> int:
@@ -250,6 +259,7 @@ class DuckDBWriter:
             self._thread = None
         else:
             self.flush()
+        self._release()
         if self._buffer:
             log.error(
                 "%d interactions were not written to %s (their cassettes are kept; `proxy import` adds them)",
@@ -261,14 +271,53 @@ class DuckDBWriter:
         return WriterStats(self.rows_written, self.write_errors, self.last_error, self.rows_dropped)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self.flush()
+        tick = min(RELEASE_CHECK, self.flush_interval)
+        next_flush = time.monotonic() + self.flush_interval
+        while not self._stop.wait(tick):
+            if self._con is not None and is_wanted(self.db_path):
+                self._release()
+            if time.monotonic() >= next_flush:
+                self.flush()
+                next_flush = time.monotonic() + self.flush_interval
         self.flush()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The held connection, or a new one (schema brought up to date) when there is none or its file is gone."""
+        if self._con is not None and self._file_identity() != self._con_file:
+            self._release()
+        if self._con is None:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout, announce=False)
+            try:
+                apply_migrations(con)
+                con.execute("SET threads = 1")  # batches are small; more threads only add wake-ups on a busy core
+            except BaseException:
+                con.close()
+                raise
+            self._con, self._con_file = con, self._file_identity()
+        return self._con
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.db_path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _release(self, *, after_failure: bool = False) -> None:
+        """Close the held connection (DuckDB checkpoints on close), so another process can open the file."""
+        con, self._con, self._con_file = self._con, None, None
+        if con is not None:
+            try:
+                con.close()
+            except Exception as exc:
+                if not after_failure:  # the failure that broke it is counted already
+                    self._failed(exc, 0)
 
     def _prepare(self) -> None:
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout)
+            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout, announce=False)
             try:
                 apply_migrations(con)
             finally:
@@ -286,6 +335,7 @@ class DuckDBWriter:
         try:
             written = self._write(items)
         except Exception as exc:
+            self._release(after_failure=True)  # a broken connection is not reused
             self._failed(exc, len(items))
             with self._lock:
                 self._buffer.extendleft(reversed(items))
@@ -313,13 +363,10 @@ class DuckDBWriter:
             except Exception:  # a bug in rows.py must not hold back the other rows
                 self.write_errors += 1
                 log.exception("could not turn interaction %s into rows", interaction.id)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = connect(self.db_path, read_only=False, timeout=self.lock_timeout)
-        try:
-            apply_migrations(con)  # one query when up to date; recreates the schema if the file was deleted
-            return write_isolating(con, batch, self._refuse)
-        finally:
-            con.close()
+        written = write_isolating(self._connection(), batch, self._refuse)
+        if is_wanted(self.db_path):
+            self._release()
+        return written
 
     def _refuse(self, rowset: RowSet, reason: str) -> None:
         with self._lock:

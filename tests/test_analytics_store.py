@@ -455,6 +455,67 @@ async def test_the_writer_removes_its_flag_once_it_gets_the_file(tmp_path: Path)
     assert writer.write_errors == 0
 
 
+OPENS_WITHOUT_ASKING = r"""
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1], read_only=True).close()
+    print("opened")
+except duckdb.IOException as exc:
+    print("locked" if "Could not set lock" in str(exc) else repr(exc))
+"""
+
+
+def opens_without_asking(db: Path) -> str:
+    """Whether another process gets the file without raising the `wanted` flag (as a plain duckdb client)."""
+    command = [sys.executable, "-c", OPENS_WITHOUT_ASKING, str(db)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
+async def test_the_writer_holds_the_file_between_batches_until_somebody_wants_it(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    writer = DuckDBWriter(db, flush_interval=0.05)
+    await writer.start()
+    try:
+        writer.submit(make_interaction(1), None)
+        await eventually_written(writer, 1)
+        assert await asyncio.to_thread(opens_without_asking, db) == "locked"  # held while idle
+        started = time.monotonic()
+        assert await asyncio.to_thread(count, db) == 1  # run_sql asks, and gets in
+        assert time.monotonic() - started < 2.0
+        assert not (tmp_path / "traffic.duckdb.wanted").exists()  # withdrawn once the reader is done
+        assert await asyncio.to_thread(opens_without_asking, db) == "opened"  # not taken back until the next batch
+        writer.submit(make_interaction(2), None)
+        await eventually_written(writer, 2)
+        assert await asyncio.to_thread(count, db) == 2
+    finally:
+        await writer.close()
+    assert await asyncio.to_thread(opens_without_asking, db) == "opened"  # a closed writer holds nothing
+    assert writer.write_errors == 0
+
+
+async def test_a_database_deleted_under_the_writer_is_created_again(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    writer = DuckDBWriter(db, flush_interval=0.05)
+    await writer.start()
+    try:
+        writer.submit(make_interaction(1), None)
+        await eventually_written(writer, 1)
+        db.unlink()
+        writer.submit(make_interaction(2), None)
+        await eventually_written(writer, 2)
+    finally:
+        await writer.close()
+    assert run_sql(db, "SELECT id FROM interactions")[1] == [(make_interaction(2).id,)]
+    assert writer.write_errors == 0
+
+
+async def eventually_written(writer: DuckDBWriter, rows: int, timeout: float = 5.0) -> None:
+    started = time.monotonic()
+    while writer.rows_written < rows:
+        assert time.monotonic() - started < timeout, f"{writer.rows_written} rows written, not {rows}"
+        await asyncio.sleep(0.02)
+
+
 # --- import and export ---
 
 
