@@ -19,10 +19,11 @@ from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import BACKLOG_WARNING, Recorder, WorkerSink
+from proxy.recorder import BACKLOG_WARNING, Recorder
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
+from proxy.worker import WorkerSink
 
 log = logging.getLogger("proxy")
 

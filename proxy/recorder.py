@@ -7,9 +7,10 @@ endpoint; it never reaches the client.
 Where the work runs is a decision about the GIL. Building a cassette is milliseconds of Python for a long
 stream (SSE decoding, JSON, reassembly, serialising); in a thread it holds the GIL the event loop needs, and
 the next stream's first chunk waits behind it (measured: +3-5 ms time to first chunk). So `proxy record`
-uses one worker *process* (`workers="process"`), which also lets recording run on the other core. The
-process hands back the interaction without its stream events (they are in the cassette file), so little
-crosses back. Threads (`workers="thread"`) remain for embedding and for fast in-process tests.
+uses one worker *process* (`workers="process"`, see worker.py), which also lets recording run on the other
+core; recordings go to it in batches, one per event-loop iteration. The process hands back the interaction
+without its stream events (they are in the cassette file), or nothing but the outcome when no listener needs
+the interaction. Threads (`workers="thread"`) remain for embedding and for fast in-process tests.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import os
-import signal
-import threading
-import time
+import pickle
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +28,7 @@ from typing import Any, Literal
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
 from proxy.recording import Recording, Redaction, build_interaction
+from proxy.worker import Batch, Message, WorkerChannel, WorkerConfig, WorkerSink, frame
 
 log = logging.getLogger("proxy.record")
 
@@ -45,6 +42,8 @@ OnRecorded = Callable[[Interaction | None, Path | None, Any], None]
 # Module-level functions only: it crosses to the worker process by reference.
 Derive = Callable[[Interaction, str | None], Any]
 
+__all__ = ["BACKLOG_WARNING", "Recorder", "WorkerSink", "build_and_write"]
+
 
 @dataclass(slots=True)
 class _Result:
@@ -55,18 +54,6 @@ class _Result:
     sink_stats: Any = None
 
 
-@dataclass(frozen=True)
-class WorkerSink:
-    """A consumer of derived values that lives in the worker process (the DuckDB writer): module-level
-    functions, so they cross to the worker by reference. `start` runs once when the worker boots, `submit`
-    takes each derived value and returns the sink's counters, `stats` and `close` return them too."""
-
-    start: Callable[[], None]
-    submit: Callable[[Any], Any]
-    stats: Callable[[], Any]
-    close: Callable[[], Any]
-
-
 def relative_to(path: Path | None, root: Path) -> str | None:
     if path is None:
         return None
@@ -74,26 +61,6 @@ def relative_to(path: Path | None, root: Path) -> str | None:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
-
-
-def _worker_init(start_sink: Callable[[], None] | None = None) -> None:
-    """In the worker: Ctrl-C reaches the whole process group, but only the parent decides when to stop (it
-    drains the queue of recordings first). If the parent dies without a word (kill -9), the worker leaves too,
-    instead of lingering as an orphan holding the parent's terminal and pipes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # When both must share a core, the traffic goes first: recording can wait, a streamed chunk should not.
-    os.nice(10)
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(0)
-
-    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    if start_sink is not None:
-        start_sink()
 
 
 def build_and_write(
@@ -155,79 +122,180 @@ class Recorder:
         self._in_process = workers == "process"
         # Whether a listener needs the Interaction itself (the replay index in auto mode), not just its rows.
         self.needs_interaction = True
-        self._executor = self._new_executor()
-        # every recording handed over and not yet finished, with its attempt number
-        self._inflight: dict[asyncio.Future[_Result], tuple[Recording, int]] = {}
-
-    def _new_executor(self) -> Executor:
-        if self._in_process:
-            return ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),  # never fork a process with a running loop
-                initializer=_worker_init,
-                initargs=(self.sink.start if self.sink else None,),
-            )
-        return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cassette-writer")
+        # thread mode: every recording handed over and not yet finished
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cassette-writer")
+        self._inflight: set[asyncio.Future[_Result]] = set()
+        # process mode: the worker, the batches it has not answered for (by number), and this iteration's batch
+        self._channel: WorkerChannel | None = None
+        self._reviving: asyncio.Task[None] | None = None
+        self._batches: dict[int, Batch] = {}
+        self._collecting: list[Recording] = []
+        self._queued = 0  # recordings in _collecting and _batches
+        self._seq = 0
+        self._replies: dict[int, asyncio.Future[Any]] = {}  # answers to "stats" and "close"
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     async def start(self) -> None:
-        """Start the worker now, so the first recording doesn't wait for a process to boot."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, int)
+        """Start the worker process now, so the first recording doesn't wait for it to boot."""
+        if self._in_process:
+            self._channel = await self._open_channel()
+
+    async def _open_channel(self) -> WorkerChannel:
+        config = WorkerConfig(
+            self.directory,
+            self.redaction,
+            "light" if self.needs_interaction else "none",
+            self.derive,
+            self.sink,
+        )
+        channel = WorkerChannel(config, self._on_message, self._on_exit)
+        await channel.start()
+        return channel
 
     @property
     def pending(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + self._queued
 
-    def submit(self, recording: Recording, attempt: int = 1) -> None:
+    @property
+    def worker_pid(self) -> int | None:
+        return self._channel.pid if self._channel is not None else None
+
+    def submit(self, recording: Recording) -> None:
         """Hand a finished exchange over; never raises into the request that produced it."""
         try:
-            self._submit(recording, attempt)
-        except BrokenProcessPool:
-            # The worker died (killed, out of memory). Start a new one and hand this recording to it.
-            self._count_error("recording worker died; started a new one")
-            self._executor.shutdown(wait=False)
-            self._executor = self._new_executor()
-            try:
-                self._submit(recording, attempt)
-            except Exception as exc:
-                self._count_error(f"recording worker failed: {exc!r}")
+            if self._in_process:
+                self._collect(recording)
+            else:
+                self._submit_to_thread(recording)
         except Exception as exc:
             self._count_error(f"recording worker failed: {exc!r}")
-
-    def _submit(self, recording: Recording, attempt: int) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._executor,
-            build_and_write,
-            recording,
-            self.directory,
-            self.redaction,
-            ("light" if self.needs_interaction else "none") if self._in_process else "full",
-            self.derive,
-            self.sink.submit if self.sink else None,
-        )
-        self._inflight[future] = (recording, attempt)
-        if len(self._inflight) == BACKLOG_WARNING:
+            return
+        if self.pending == BACKLOG_WARNING:
             log.warning(
                 "recording is %d interactions behind the traffic: memory grows until it catches up "
                 "(nothing is dropped; /_proxy/health shows recording_pending)",
                 BACKLOG_WARNING,
             )
-        future.add_done_callback(self._done)
 
-    def _done(self, future: asyncio.Future[_Result]) -> None:
-        recording, attempt = self._inflight.pop(future)
+    # --- thread mode ---
+
+    def _submit_to_thread(self, recording: Recording) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._threads, build_and_write, recording, self.directory, self.redaction, "full", self.derive, None
+        )
+        self._inflight.add(future)
+        future.add_done_callback(self._thread_done)
+
+    def _thread_done(self, future: asyncio.Future[_Result]) -> None:
+        self._inflight.discard(future)
         if future.cancelled():
             return
         try:
             result = future.result()
-        except BrokenProcessPool:
-            if attempt == 1:  # the worker died with this recording queued: give it one more go, in a new one
-                self.submit(recording, attempt + 1)
-                return
-            result = _Result(None, None, "recording worker died twice on the same recording")
         except Exception as exc:  # count, never raise
             result = _Result(None, None, f"recording worker failed: {exc!r}")
+        self._handle(result)
+
+    # --- process mode ---
+
+    def _collect(self, recording: Recording) -> None:
+        """Gather the recordings finished in this loop iteration; they leave as one frame at its end."""
+        self._collecting.append(recording)
+        self._queued += 1
+        self._drained.clear()
+        if len(self._collecting) == 1:
+            asyncio.get_running_loop().call_soon(self._seal)
+
+    def _seal(self) -> None:
+        recordings, self._collecting = self._collecting, []
+        if recordings:
+            self._send_batch(recordings, attempt=1)
+
+    def _send_batch(self, recordings: list[Recording], attempt: int) -> None:
+        self._seq += 1
+        try:
+            data = frame(("batch", self._seq, recordings))
+        except Exception as exc:  # an unpicklable recording is a bug of ours: count it, keep the traffic
+            self._forget(len(recordings), f"could not hand recordings to the worker: {exc!r}")
+            return
+        self._batches[self._seq] = Batch(data, len(recordings), attempt)
+        if self._channel is not None:
+            self._channel.send(data)
+        elif self._reviving is None:
+            self._reviving = asyncio.get_running_loop().create_task(self._revive())
+
+    def _on_message(self, message: Message) -> None:
+        kind, seq, body = message
+        if kind == "done":
+            batch = self._batches.pop(seq, None)
+            results, self.sink_stats = body
+            for result in results:
+                self._handle(result)
+            if batch is not None:
+                self._settled(batch.size)
+        elif (reply := self._replies.pop(seq, None)) is not None and not reply.done():
+            reply.set_result(body)
+
+    def _settled(self, count: int) -> None:
+        self._queued -= count
+        if self._queued == 0:
+            self._drained.set()
+
+    def _forget(self, count: int, reason: str) -> None:
+        for _ in range(count):
+            self._count_error(reason)
+        self._settled(count)
+
+    def _on_exit(self, asked: bool) -> None:
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_result(None)
+        self._replies.clear()
+        self._channel = None
+        if not asked:
+            # The worker died (killed, out of memory). Start a new one and hand it what the old one held.
+            self._count_error("recording worker died; started a new one")
+            self._reviving = asyncio.get_running_loop().create_task(self._revive())
+
+    async def _revive(self) -> None:
+        """A new worker for the batches still unanswered. Each recording the dead worker may have held goes
+        again on its own, once: a recording that kills the worker a second time is given up on, alone."""
+        orphans, self._batches = self._batches, {}
+        try:
+            self._channel = await self._open_channel()
+        except Exception as exc:
+            self._reviving = None
+            self._forget(sum(b.size for b in orphans.values()), f"recording worker could not start: {exc!r}")
+            return
+        self._reviving = None
+        for batch in self._batches.values():  # made while the new worker was starting
+            self._channel.send(batch.frame)
+        for batch in orphans.values():
+            if batch.attempt > 1:
+                self._forget(batch.size, "recording worker died twice on the same recording")
+                continue
+            recordings: list[Recording] = pickle.loads(batch.frame[4:])[2]
+            for recording in recordings:
+                self._send_batch([recording], attempt=batch.attempt + 1)
+
+    async def _ask(self, kind: str, timeout: float) -> Any:
+        """Send a request after everything queued; the worker answers once it has done what came before."""
+        if self._channel is None:
+            return None
+        self._seq += 1
+        reply = asyncio.get_running_loop().create_future()
+        self._replies[self._seq] = reply
+        self._channel.send(frame((kind, self._seq, None)))
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        finally:
+            self._replies.pop(self._seq, None)
+
+    # --- both ---
+
+    def _handle(self, result: _Result) -> None:
         if result.sink_stats is not None:
             self.sink_stats = result.sink_stats
         if result.error is None:
@@ -255,19 +323,33 @@ class Recorder:
     async def refresh_sink_stats(self, timeout: float) -> Any:
         """Ask the worker for the sink's counters; if it is busy with a backlog, the last ones known do."""
         if self.sink is not None:
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(Exception):  # a timeout or a dead worker: keep the last known counters
-                self.sink_stats = await asyncio.wait_for(loop.run_in_executor(self._executor, self.sink.stats), timeout)
+            with contextlib.suppress(TimeoutError):  # busy with a backlog: keep the last known counters
+                stats = await self._ask("stats", timeout)
+                if stats is not None:
+                    self.sink_stats = stats
         return self.sink_stats
 
     async def close(self) -> None:
         """Wait for every submitted recording, flush the sink, then stop the workers."""
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
-        if self.sink is not None:
-            loop = asyncio.get_running_loop()
-            try:
-                self.sink_stats = await loop.run_in_executor(self._executor, self.sink.close)
-            except Exception as exc:
-                log.error("could not flush the database writer in the recording worker: %r", exc)
-        self._executor.shutdown(wait=True)
+        self._threads.shutdown(wait=True)
+        if not self._in_process:
+            return
+        self._seal()
+        while self._queued:
+            await self._drained.wait()
+        channel = self._channel
+        if channel is None:
+            return
+        channel.closing = True
+        try:
+            # the DuckDB writer's last flush happens here; a stuck worker is not waited for forever
+            stats = await self._ask("close", timeout=120)
+            if stats is not None:
+                self.sink_stats = stats
+        except Exception as exc:
+            log.error("could not flush the database writer in the recording worker: %r", exc)
+            if channel.process is not None and channel.process.is_alive():
+                channel.process.kill()
+        await channel.wait_closed()

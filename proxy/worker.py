@@ -1,0 +1,245 @@
+"""The recording worker process, and the channel the proxy talks to it through.
+
+Why not a ProcessPoolExecutor: it costs a pipe write, a wake-up of its manager thread and a future per task,
+and it keeps every queued task as live Python objects in the proxy's memory until the worker takes it. Under
+a burst, the recording worker (which yields the core to the traffic) falls thousands of recordings behind, so
+both costs were large: a quarter of the proxy's CPU at 1,500 requests/s went to the executor's bookkeeping,
+and the queued objects grew the heap by 30 MB that Python never gave back.
+
+So the channel is one Unix socket pair. The event loop gathers the recordings finished in one loop iteration,
+pickles them at once into one frame (a 4-byte big-endian length, then the pickle) and lets the objects go;
+a waiting frame is one bytes object. The worker answers each batch with one frame of results, in order.
+
+Parent -> worker: ("batch", seq, [Recording]), ("stats", seq), ("close", seq).
+Worker -> parent: ("ready", 0, None), ("done", seq, ([_Result], sink stats)), ("stats", seq, sink stats),
+                  ("closed", seq, sink stats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from proxy.recording import Redaction
+
+_LENGTH = struct.Struct("!I")
+Message = tuple[str, int, Any]
+
+
+def frame(message: Message) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class WorkerSink:
+    """A consumer of derived values that lives in the worker process (the DuckDB writer): module-level
+    functions, so they cross to the worker by reference. `start` runs once when the worker boots, `submit`
+    takes each derived value and returns the sink's counters, `stats` and `close` return them too."""
+
+    start: Callable[[], None]
+    submit: Callable[[Any], Any]
+    stats: Callable[[], Any]
+    close: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    directory: Path
+    redaction: Redaction
+    send_back: Literal["light", "none"]
+    derive: Callable[..., Any] | None
+    sink: WorkerSink | None
+
+
+# --- the worker side (a process of its own, blocking I/O) ---
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = sock.recv_into(view[got:])
+        if count == 0:
+            return None
+        got += count
+    return buffer
+
+
+def _receive(sock: socket.socket) -> Message | None:
+    header = _read_exactly(sock, _LENGTH.size)
+    if header is None:
+        return None
+    payload = _read_exactly(sock, _LENGTH.unpack(header)[0])
+    return None if payload is None else pickle.loads(payload)
+
+
+def _settle_in() -> None:
+    """Ctrl-C reaches the whole process group, but only the parent decides when to stop (it drains the
+    recordings first). If the parent dies without a word (kill -9), the worker leaves too, instead of
+    lingering as an orphan holding the parent's terminal and pipes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # When both must share a core, the traffic goes first: recording can wait, a streamed chunk should not.
+    os.nice(10)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+
+
+def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
+    """The worker process: build and write each recording of each batch, answer with the results."""
+    from proxy.recorder import build_and_write  # the worker's one job; imported here to keep the cycle out
+
+    _settle_in()
+    sink = config.sink
+    if sink is not None:
+        sink.start()
+    sock.sendall(frame(("ready", 0, None)))
+    while (message := _receive(sock)) is not None:
+        kind, seq, body = message
+        if kind == "batch":
+            results = [
+                build_and_write(
+                    recording,
+                    config.directory,
+                    config.redaction,
+                    config.send_back,
+                    config.derive,
+                    sink.submit if sink else None,
+                )
+                for recording in body
+            ]
+            for result in results:
+                result.sink_stats = None  # once per batch is enough
+            stats = sink.stats() if sink else None
+            sock.sendall(frame(("done", seq, (results, stats))))
+        elif kind == "stats":
+            sock.sendall(frame(("stats", seq, sink.stats() if sink else None)))
+        elif kind == "close":
+            sock.sendall(frame(("closed", seq, sink.close() if sink else None)))
+            break
+    sock.close()
+
+
+# --- the proxy side (the event loop) ---
+
+
+@dataclass(slots=True)
+class Batch:
+    """Recordings sent (or waiting to be sent) as one frame, until the worker answers for them."""
+
+    frame: bytes
+    size: int
+    attempt: int
+
+
+class WorkerChannel:
+    """One worker process and the socket to it. `send` is for the event loop and never blocks: frames wait
+    in order and go out as fast as the worker reads. `on_message` gets each answer; `on_exit` is told when
+    the worker is gone (with whether it was asked to go)."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        on_message: Callable[[Message], None],
+        on_exit: Callable[[bool], None],
+    ) -> None:
+        self.config = config
+        self.on_message = on_message
+        self.on_exit = on_exit
+        self.process: Any = None
+        self.closing = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def start(self) -> None:
+        """Start the worker process; returns once it is ready (its sink started)."""
+        import multiprocessing
+
+        ours, theirs = socket.socketpair()
+        context = multiprocessing.get_context("spawn")  # never fork a process with a running loop
+        process = context.Process(
+            target=worker_main, args=(theirs, self.config), name="proxy-recording-worker", daemon=True
+        )
+        try:
+            process.start()
+        finally:
+            theirs.close()
+        self.process = process
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        ready = await _read_message(reader)
+        if ready is None or ready[0] != "ready":
+            await self._exited()
+            raise RuntimeError(f"the recording worker did not start (exit code {process.exitcode})")
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="recording-channel-send"),
+            asyncio.create_task(self._receive_loop(reader), name="recording-channel-receive"),
+        ]
+
+    def send(self, data: bytes) -> None:
+        self._outbox.put_nowait(data)
+
+    async def _send_loop(self) -> None:
+        assert self._writer is not None
+        try:
+            while True:
+                self._writer.write(await self._outbox.get())
+                await self._writer.drain()  # the worker reads slower than we send: the frames wait in the queue
+        except (ConnectionError, OSError):
+            return  # the receive loop sees the end and reports it
+
+    async def _receive_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await _read_message(reader)) is not None:
+                self.on_message(message)
+        except (ConnectionError, OSError):
+            pass
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self._exited()
+        self.on_exit(self.closing)
+
+    async def _exited(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self.process is not None:
+            await asyncio.to_thread(self.process.join, 10)
+            if self.process.is_alive():  # asked to leave and did not: it holds nothing we still need
+                self.process.kill()
+                await asyncio.to_thread(self.process.join, 5)
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _read_message(reader: asyncio.StreamReader) -> Message | None:
+    try:
+        header = await reader.readexactly(_LENGTH.size)
+        payload = await reader.readexactly(_LENGTH.unpack(header)[0])
+    except asyncio.IncompleteReadError:
+        return None
+    message: Message = pickle.loads(payload)
+    return message
