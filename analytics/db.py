@@ -15,8 +15,9 @@ retries with a short backoff. Verified with duckdb 2.0.0 and two processes:
 - while A holds a read-only connection, B can open read-only too; read-write raises the same exception;
 - inside ONE process the lock is not taken twice (DuckDB shares one instance per file): opening read-only
   while a read-write connection is open (or the reverse) raises `duckdb.ConnectionException`
-  `Can't open a connection to same database file with a different configuration than existing connections`;
-  it clears as soon as the other connection closes, so it is retried the same way;
+  `Can't open a connection to same database file with a different configuration than existing connections`,
+  or, while that connection is being closed, `duckdb.ResourceInUseException` `Unique file handle conflict`;
+  both clear as soon as the other connection is closed, so they are retried the same way;
 - a reader that opens after the writer closed its connection sees every row that batch committed;
 - readers' shared locks overlap, so three readers polling every 50 ms kept the writer out for up to 3 s.
   Hence a writer that finds the file locked touches `PATH.writer-waiting` while it retries, and a reader
@@ -51,8 +52,11 @@ class AnalyticsError(Exception):
 def is_lock_conflict(exc: BaseException) -> bool:
     """True when another connection holds the file (another process, or this one in the other mode)."""
     text = str(exc)
-    return (isinstance(exc, duckdb.IOException) and "Could not set lock on file" in text) or (
-        isinstance(exc, duckdb.ConnectionException) and "different configuration" in text
+    return (
+        (isinstance(exc, duckdb.IOException) and "Could not set lock on file" in text)
+        or (isinstance(exc, duckdb.ConnectionException) and "different configuration" in text)
+        # in one process, while another connection to the file is still being closed
+        or (isinstance(exc, duckdb.ResourceInUseException) and "file handle conflict" in text)
     )
 
 

@@ -5,7 +5,8 @@ id is already stored (so replaying a batch or importing twice adds nothing). `Du
 sink: `submit` only appends to a buffer; a dedicated thread writes the buffer every `flush_interval` seconds.
 It keeps its connection open between batches while nobody else wants the file, and lets go within
 RELEASE_CHECK seconds when somebody does (`proxy sql` in another process raises the `wanted` flag; see db.py):
-from then on it opens the file per batch, until the flag goes stale. A failed write is logged once per
+from then on it opens the file per batch, until the flag goes stale. It also lets go after IDLE_RELEASE
+seconds without rows. A failed write is logged once per
 distinct reason, counted, and the rows are kept for the next flush (at most `max_buffered`; beyond that the
 oldest are dropped and counted): the cassette files stay the source of truth, and `proxy import` rebuilds
 anything missing.
@@ -27,7 +28,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from analytics.db import connect, first_line, is_lock_conflict, is_wanted
+from analytics.db import WANTED_FRESH, connect, first_line, is_lock_conflict, is_wanted
 from analytics.rows import Row, interaction_rows
 from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, apply_migrations
 from proxy.interaction import Interaction
@@ -123,6 +124,9 @@ def write_isolating(
 
 _REFUSALS_LOGGED = 10  # rows the database refused that are logged one by one
 RELEASE_CHECK = 0.1  # seconds between looks at the `wanted` flag while the writer holds the file
+# After this long with nothing to write, the writer lets go of the file anyway: DuckDB checkpoints and frees its
+# memory, and any DuckDB client (not only `proxy sql`) can open the file while the proxy sits idle.
+IDLE_RELEASE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,8 @@ class DuckDBWriter:
         # deleted or replaced under a running proxy is noticed, and a new one is created.
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_file: tuple[int, int] | None = None
+        self._last_write = 0.0  # time.monotonic() of the last batch written
+        self._wanted_until = 0.0  # until then, open the file per batch (see _wanted)
 
     @property
     def pending(self) -> int:
@@ -274,7 +280,7 @@ class DuckDBWriter:
         tick = min(RELEASE_CHECK, self.flush_interval)
         next_flush = time.monotonic() + self.flush_interval
         while not self._stop.wait(tick):
-            if self._con is not None and is_wanted(self.db_path):
+            if self._con is not None and (time.monotonic() - self._last_write > IDLE_RELEASE or self._wanted()):
                 self._release()
             if time.monotonic() >= next_flush:
                 self.flush()
@@ -364,9 +370,19 @@ class DuckDBWriter:
                 self.write_errors += 1
                 log.exception("could not turn interaction %s into rows", interaction.id)
         written = write_isolating(self._connection(), batch, self._refuse)
-        if is_wanted(self.db_path):
+        self._last_write = time.monotonic()
+        if self._wanted():
             self._release()
         return written
+
+    def _wanted(self) -> bool:
+        """Whether somebody asked for the file in the last WANTED_FRESH seconds. Readers remove their flag when
+        done, so the writer remembers having seen it: a reader polling every second or two then always finds
+        the file free between batches, instead of waiting for the writer to let go each time."""
+        now = time.monotonic()
+        if is_wanted(self.db_path):
+            self._wanted_until = now + WANTED_FRESH
+        return now < self._wanted_until
 
     def _refuse(self, rowset: RowSet, reason: str) -> None:
         with self._lock:
