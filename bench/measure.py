@@ -102,15 +102,19 @@ def stream(loader: Loader, target: Target, streams: int, concurrency: int) -> di
     return _with_cpu(target, lambda: loader.run(args, time_limit=limit))
 
 
+SETTLE_SECONDS = 1.5  # idle time before each RSS reading: the DuckDB writer lets go of its file after 1 s idle
+
+
 def growth(loader: Loader, target: Target, count: int, concurrency: int) -> dict[str, Any]:
-    """VmRSS before and after `count` requests (recordings flushed both times)."""
+    """VmRSS before and after `count` requests (recordings flushed, then idle for SETTLE_SECONDS, both times)."""
     if target.records:
         wait_drained(target)
+    time.sleep(SETTLE_SECONDS)
     assert target.pid is not None
     before = procs.memory_kb(target.pid).get("VmRSS")
     args = ["plain", "--url", target.url, "--concurrency", str(concurrency), "--count", str(count)]
     result = _with_cpu(target, lambda: loader.run(args, time_limit=180))
-    time.sleep(0.2)
+    time.sleep(SETTLE_SECONDS)
     after = procs.memory_kb(target.pid).get("VmRSS")
     result.update(rss_before_kb=before, rss_after_kb=after)
     if before is not None and after is not None:

@@ -135,6 +135,20 @@ class Run:
                 result = measure.stream(self.loader, target, a.streams, a.stream_concurrency)
                 self.raw["stream"].setdefault(key, []).append(result)
 
+    def db_pairs(self) -> None:
+        """The DuckDB overhead is a few percent, well inside the machine's noise between rounds: more pairs of
+        the two, back to back, in alternating order (ABBA), so that a drifting machine favours neither."""
+        a = self.args
+        for pair in range(a.db_pairs):
+            order = ("record", "record_nodb") if pair % 2 == 0 else ("record_nodb", "record")
+            for key in order:
+                target = self.targets.get(key)
+                if target is None or not self._in_budget(f"DuckDB pair {pair + 1} of {key}"):
+                    continue
+                progress(f"DuckDB pair {pair + 1}/{a.db_pairs}: {key}")
+                slot = self.raw["plain"].setdefault(key, {}).setdefault("c64_pairs", [])
+                slot.append(measure.plain(self.loader, target, 64, a.seconds, a.warmup))
+
     def growth(self) -> None:
         for key in ("record", "record_nodb", "replay"):
             target = self.targets.get(key)

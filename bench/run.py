@@ -38,6 +38,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=24, help="streams per target and round")
     parser.add_argument("--stream-concurrency", type=int, default=4)
     parser.add_argument("--growth-requests", type=int, default=10_000)
+    parser.add_argument(
+        "--db-pairs", type=int, default=4, help="extra back-to-back c=64 pairs of record with and without DuckDB"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile record and replay with py-spy")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--no-mitmproxy", action="store_true", help="skip mitmproxy even if installed")
@@ -77,6 +80,7 @@ def main(argv: list[str]) -> int:
         run.warm()
         run.plain_rounds()
         run.stream_rounds()
+        run.db_pairs()
         run.growth()
         run.peaks()
         if args.profile:

@@ -18,6 +18,7 @@ Worker -> parent: ("ready", 0, None), ("done", seq, ([_Result], sink stats)), ("
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import signal
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from proxy.recording import Redaction
+
+log = logging.getLogger("proxy.record")
 
 _LENGTH = struct.Struct("!I")
 Message = tuple[str, int, Any]
@@ -213,9 +216,16 @@ class WorkerChannel:
     async def _receive_loop(self, reader: asyncio.StreamReader) -> None:
         try:
             while (message := await _read_message(reader)) is not None:
-                self.on_message(message)
+                try:
+                    self.on_message(message)
+                except Exception:  # a bug in handling one answer must not stop the channel
+                    log.exception("could not handle an answer from the recording worker")
         except (ConnectionError, OSError):
             pass
+        except Exception:  # an unreadable frame: the channel cannot be trusted, start over with a new worker
+            log.exception("the channel to the recording worker broke")
+            if self.process is not None and self.process.is_alive():
+                self.process.kill()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
