@@ -50,8 +50,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def project_missing() -> str | None:
+    """Why this interpreter cannot run our proxy and the floors, or None when it can."""
+    try:
+        import aiohttp  # noqa: F401
+
+        import proxy.cli  # noqa: F401
+    except ImportError as exc:
+        return f"{exc}; run the benchmark with the project's interpreter (pip install -e . first)"
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if (missing := project_missing()) is not None:
+        print(f"bench: {missing}", file=sys.stderr)
+        return 2
     began = time.monotonic()
     say = phases.progress
     say("checking bench/.venv (mitmproxy, py-spy, uvloop)")

@@ -113,7 +113,14 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
             writer = store.DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
             await writer.start()
             app[DB_WRITER] = writer
-    recorder = Recorder(settings.cassettes, redaction_for(settings), settings.record_workers, derive, sink)
+    recorder = Recorder(
+        settings.cassettes,
+        redaction_for(settings),
+        settings.record_workers,
+        derive,
+        sink,
+        settings.record_worker_priority,
+    )
     recorder.needs_interaction = settings.replays
     await recorder.start()
     app[RECORDER] = recorder

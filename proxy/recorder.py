@@ -28,7 +28,7 @@ from typing import Any, Literal
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
 from proxy.recording import Recording, Redaction, build_interaction
-from proxy.worker import Batch, Message, WorkerChannel, WorkerConfig, WorkerSink, frame
+from proxy.worker import Batch, Message, Priority, WorkerChannel, WorkerConfig, WorkerSink, frame
 
 log = logging.getLogger("proxy.record")
 
@@ -108,8 +108,10 @@ class Recorder:
         workers: Literal["thread", "process"] = "thread",
         derive: Derive | None = None,
         sink: WorkerSink | None = None,
+        priority: Priority = "idle",
     ) -> None:
         self.directory = directory
+        self.priority = priority
         self.derive = derive
         self.sink = sink if workers == "process" else None
         self.sink_stats: Any = None
@@ -148,6 +150,7 @@ class Recorder:
             "light" if self.needs_interaction else "none",
             self.derive,
             self.sink,
+            self.priority,
         )
         channel = WorkerChannel(config, self._on_message, self._on_exit)
         await channel.start()

@@ -51,6 +51,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     drain_timeout: float = Field(default=10.0, ge=0)
     record_workers: Literal["process", "thread"] = "process"
+    record_worker_priority: Literal["idle", "low"] = "idle"
     match_headers: tuple[str, ...] = ()
     ignore_body_fields: tuple[str, ...] = ()
     on_exhausted: Literal["repeat", "fail"] = "repeat"

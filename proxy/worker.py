@@ -37,6 +37,8 @@ log = logging.getLogger("proxy.record")
 
 _LENGTH = struct.Struct("!I")
 Message = tuple[str, int, Any]
+Priority = Literal["idle", "low"]
+LOW_NICE = 10
 
 
 def frame(message: Message) -> bytes:
@@ -63,6 +65,7 @@ class WorkerConfig:
     send_back: Literal["light", "none"]
     derive: Callable[..., Any] | None
     sink: WorkerSink | None
+    priority: Priority = "idle"
 
 
 # --- the worker side (a process of its own, blocking I/O) ---
@@ -88,14 +91,30 @@ def _receive(sock: socket.socket) -> Message | None:
     return None if payload is None else pickle.loads(payload)
 
 
-def _settle_in() -> None:
+def lower_priority(priority: Priority) -> None:
+    """Make this process yield the CPU to the traffic.
+
+    "idle" (Linux SCHED_IDLE) runs the worker only when nothing else wants the core, and a waking event loop
+    preempts it at once: a streamed chunk never waits for a cassette. "low" (nice 10) still gives the worker
+    about a tenth of a contended core, so recording keeps pace on a machine that other work keeps busy.
+    Neither can be undone without privileges, which is why the worker, not the proxy, lowers itself."""
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError:  # a seccomp profile or another kernel: fall back to the portable kind
+            pass
+    os.nice(LOW_NICE)
+
+
+def _settle_in(priority: Priority) -> None:
     """Ctrl-C reaches the whole process group, but only the parent decides when to stop (it drains the
     recordings first). If the parent dies without a word (kill -9), the worker leaves too, instead of
     lingering as an orphan holding the parent's terminal and pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # When both must share a core, the traffic goes first: recording can wait, a streamed chunk should not.
-    os.nice(10)
+    lower_priority(priority)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -110,7 +129,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
     """The worker process: build and write each recording of each batch, answer with the results."""
     from proxy.recorder import build_and_write  # the worker's one job; imported here to keep the cycle out
 
-    _settle_in()
+    _settle_in(config.priority)
     sink = config.sink
     if sink is not None:
         sink.start()

@@ -300,3 +300,19 @@ async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
     await wait_for_cassettes(proxy.settings.cassettes, 4, timeout=20)
     assert recorder.worker_pid not in (None, worker)
     assert recorder.recorded == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize(("priority", "policy", "niceness"), [("idle", "SCHED_IDLE", 0), ("low", "SCHED_OTHER", 10)])
+async def test_the_recording_worker_runs_below_the_traffic_at_the_chosen_priority(
+    plain: RunningUpstream, start_proxy: StartProxy, priority: str, policy: str, niceness: int
+) -> None:
+    proxy = await start_proxy(plain.url, record_workers="process", record_worker_priority=priority)
+    async with aiohttp.ClientSession() as session, session.post(proxy.url + CHAT, json=BODY) as response:
+        assert response.status == 200
+    await wait_for_cassettes(proxy.settings.cassettes, 1)
+    worker = proxy.server.app[RECORDER].worker_pid
+    assert worker is not None
+    assert os.sched_getscheduler(worker) == getattr(os, policy)
+    assert os.getpriority(os.PRIO_PROCESS, worker) - os.getpriority(os.PRIO_PROCESS, 0) == niceness
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "only the worker lowers itself"
