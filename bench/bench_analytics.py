@@ -40,9 +40,7 @@ def synthetic_interaction(i: int) -> Interaction:
         "object": "chat.completion",
         "created": 1_795_000_000 + i,
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": 100 + i % 900,
             "completion_tokens": 10 + i % 300,
@@ -219,9 +217,7 @@ def bench_concurrent(root: Path, seconds: float, readers: int, rate: float = 200
     """A writer process records at `rate`/s while reader processes run `run_sql` every 50 ms."""
     db = root / f"live-{readers}.duckdb"
     me = [sys.executable, __file__]
-    writer = subprocess.Popen(
-        [*me, "--role", "writer", str(db), str(seconds), str(rate)], stdout=subprocess.PIPE
-    )
+    writer = subprocess.Popen([*me, "--role", "writer", str(db), str(seconds), str(rate)], stdout=subprocess.PIPE)
     time.sleep(1.0)  # the writer creates the database
     procs = [
         subprocess.Popen([*me, "--role", "reader", str(db), str(seconds - 1.5)], stdout=subprocess.PIPE)

@@ -19,8 +19,16 @@ from serving import serve_until_signal
 from yarl import URL
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
-     "upgrade"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 NOT_RETURNED = HOP_BY_HOP | {"content-length"}
