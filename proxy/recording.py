@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -57,6 +58,14 @@ class Recording:
     def add(self, chunk: bytes, at: float) -> None:
         self.chunks.append(chunk)
         self.chunk_times.append(at)
+
+    def __reduce__(self) -> tuple[type[Recording], tuple[Any, ...]]:
+        # Every recording is pickled on the event loop to reach the worker; the slots dataclass's own
+        # __getstate__/__setstate__ run in Python and took about 7% of the proxy's CPU under load.
+        return Recording, _field_values(self)
+
+
+_field_values = operator.attrgetter(*(f.name for f in fields(Recording)))
 
 
 @dataclass(frozen=True, slots=True)

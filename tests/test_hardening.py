@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,21 @@ async def test_repeated_and_odd_headers_pass_through(plain: RunningUpstream, sta
     assert names.count("x-multi") == 2
 
 
+def children_of(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.extend(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+def wait_until_gone(pids: list[int], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, f"processes {pids} outlived their parent by {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through Linux's /proc")
 def test_kill_9_under_load_leaves_no_half_written_cassette_and_import_restores_every_row(tmp_path: Path) -> None:
     fake = FakeUpstream()
     fake.completions["default"] = make_completion([make_completion_choice(make_message("ok " * 50))])
@@ -153,14 +169,19 @@ def test_kill_9_under_load_leaves_no_half_written_cassette_and_import_restores_e
             for round_number in range(40):
                 await asyncio.gather(*(one() for _ in range(8)))
                 if round_number == 20:
+                    workers.extend(children_of(proc.process.pid))
                     proc.process.send_signal(signal.SIGKILL)  # our own child
 
+    workers: list[int] = []
     try:
         asyncio.run(load())
         proc.stop()
     finally:
         stop.set()
         thread.join(10)
+    assert workers, "the proxy had its recording worker"
+    # The orphaned worker finishes the file in hand and leaves; only then is the directory final.
+    wait_until_gone(workers)
     paths = list(iter_cassette_paths(cassettes))
     assert paths, "some cassettes were written before the kill"
     for path in paths:

@@ -1,0 +1,40 @@
+"""A Recording crosses to the recording worker pickled: every field must arrive as it left."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import fields
+from datetime import UTC, datetime
+
+from proxy.recording import Recording
+
+
+def test_a_recording_survives_pickling_field_for_field() -> None:
+    recording = Recording(
+        "POST",
+        "/v1/chat/completions",
+        "a=1",
+        [("content-type", "application/json"), ("x-repeated", "1"), ("x-repeated", "2")],
+        b'{"model":"m"}',
+        "http://upstream",
+        12.5,
+        recorded_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        mode="auto",
+        status=502,
+        response_headers=[("content-type", "text/event-stream")],
+        headers_at=12.75,
+        ended=13.0,
+        error="upstream reset",
+        incomplete_reason="upstream_reset",
+        error_body=b'{"error":{}}',
+        error_status=502,
+    )
+    recording.add(b"data: 1\n\n", 12.8)
+    recording.add(b"data: 2\n\n", 12.9)
+
+    copy = pickle.loads(pickle.dumps(recording, protocol=pickle.HIGHEST_PROTOCOL))
+
+    assert copy == recording
+    defaults = Recording("GET", "/", "", [], b"", "", 0.0)
+    left_at_default = [f.name for f in fields(Recording) if getattr(recording, f.name) == getattr(defaults, f.name)]
+    assert left_at_default == [], "every field is set apart from its default, so a field lost or swapped shows"
