@@ -3,7 +3,7 @@
 Starts a fast fake upstream and every target side by side (direct, a bare aiohttp pass-through, mitmproxy
 record and server replay, `proxy record` with and without DuckDB, `proxy replay`, a bare handler serving the
 recorded bytes), measures them in interleaved rounds, prints the tables, ratios and PASS/MISS per target,
-and writes every raw figure to bench/results/latest.json. Takes about 5 minutes (6 with --profile).
+and writes every raw figure to bench/results/latest.json. Takes about 8 minutes (9 with --profile).
 """
 
 from __future__ import annotations
