@@ -45,6 +45,32 @@ class Counts:
 COUNTS = web.AppKey("counts", Counts)
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What `handle` needs to know of the settings, worked out once: it runs for every request."""
+
+    replays: bool
+    records: bool
+    forward: ForwardConfig
+
+    @classmethod
+    def of(cls, settings: Settings) -> Route:
+        return cls(
+            replays=settings.replays,
+            records=settings.records,
+            forward=ForwardConfig(
+                upstream=settings.upstream,
+                connect_timeout=settings.connect_timeout,
+                first_byte_timeout=settings.first_byte_timeout,
+                chunk_timeout=settings.chunk_timeout,
+                mode=settings.mode.value,
+            ),
+        )
+
+
+ROUTE = web.AppKey("route", Route)
+
+
 def redaction_for(settings: Settings) -> Redaction:
     return Redaction(
         secret_headers=frozenset(name.lower() for name in settings.secret_headers),
@@ -147,7 +173,8 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A reverse proxy to one upstream: tunnelling to a host the client names would make it an open proxy."""
+    """A reverse proxy to one upstream: tunnelling to a host the client names would make it an open proxy.
+    A middleware, because a CONNECT's authority-form target (`host:443`) matches no route."""
     if request.method == "CONNECT":
         return error_response(
             405,
@@ -161,6 +188,7 @@ async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamRe
 async def handle(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
+    route = app[ROUTE]
     counts = app[COUNTS]
     try:
         body = await request.read()
@@ -172,7 +200,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "request_too_large",
         )
     counts.requests += 1
-    if settings.replays:
+    if route.replays:
         index = app[REPLAY_INDEX]
         query = request.rel_url.raw_query_string
         hit, facts = index.lookup(request.method, request.path, query, request.headers, body)
@@ -185,20 +213,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 response = error_response(500, f"cannot replay {hit.label}: {exc}", "proxy_error", "bad_cassette")
                 response.headers["x-should-retry"] = "false"
                 return response
-        if not settings.records:
+        if not route.records:
             counts.misses += 1
             if facts is None:
                 facts = RequestFacts.from_parts(request.method, request.path, query, request.headers.items(), body)
             return miss_response(facts, index)
-    config = ForwardConfig(
-        upstream=settings.upstream,
-        connect_timeout=settings.connect_timeout,
-        first_byte_timeout=settings.first_byte_timeout,
-        chunk_timeout=settings.chunk_timeout,
-        mode=settings.mode.value,
-    )
     counts.forwarded += 1
-    return await forward(request, app[SESSION], config, app[RECORDER], body)
+    return await forward(request, app[SESSION], route.forward, app[RECORDER], body)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -238,6 +259,7 @@ async def health(request: web.Request) -> web.Response:
 def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels])
     app[SETTINGS] = settings
+    app[ROUTE] = Route.of(settings)
     app[COUNTS] = Counts()
     if settings.replays:
         app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)

@@ -108,15 +108,16 @@ async def forward(
             await response.prepare(request)
             # Between chunks the read timeout is the chunk timeout, not the first-byte one. aiohttp re-arms its
             # socket read timer on every arrival, with the value set here; but the timer running now was armed
-            # with the first-byte timeout, so until something new arrives each read gets its own bound. After
-            # that the per-chunk path is a read, a write and an append.
+            # with the first-byte timeout, so until something new arrives each read gets its own bound (not
+            # needed when the whole body is in already, as a short answer's usually is). After that the
+            # per-chunk path is a read, a write and an append.
             content = upstream.content
             if upstream.connection is not None and upstream.connection.protocol is not None:
                 upstream.connection.protocol.read_timeout = config.chunk_timeout
             switched_at = content.total_bytes
             try:
                 while True:
-                    if content.total_bytes == switched_at:
+                    if content.total_bytes == switched_at and not content.is_eof():
                         async with asyncio.timeout(config.chunk_timeout):
                             chunk = await content.readany()
                     else:
