@@ -97,14 +97,29 @@ def lower_priority(priority: Priority) -> None:
     "idle" (Linux SCHED_IDLE) runs the worker only when nothing else wants the core, and a waking event loop
     preempts it at once: a streamed chunk never waits for a cassette. "low" (nice 10) still gives the worker
     about a tenth of a contended core, so recording keeps pace on a machine that other work keeps busy.
-    Neither can be undone without privileges, which is why the worker, not the proxy, lowers itself."""
+    Neither can be undone without privileges, which is why the worker, not the proxy, lowers itself.
+
+    On Linux both are per thread, and threads started before this call keep the old priority (pyarrow's
+    jemalloc starts a background thread on import, when the worker's arguments are unpickled), so every
+    thread of the process is lowered; threads started later inherit it."""
+    threads = _own_threads()
     if priority == "idle" and hasattr(os, "SCHED_IDLE"):
         try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            for thread in threads:
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
             return
         except OSError:  # a seccomp profile or another kernel: fall back to the portable kind
             pass
-    os.nice(LOW_NICE)
+    for thread in threads:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + LOW_NICE))
+
+
+def _own_threads() -> list[int]:
+    """Linux thread ids of this process (0, this thread, where /proc is not there)."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def _settle_in(priority: Priority) -> None:

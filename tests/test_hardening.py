@@ -325,15 +325,46 @@ async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 @pytest.mark.parametrize(("priority", "policy", "niceness"), [("idle", "SCHED_IDLE", 0), ("low", "SCHED_OTHER", 10)])
-async def test_the_recording_worker_runs_below_the_traffic_at_the_chosen_priority(
-    plain: RunningUpstream, start_proxy: StartProxy, priority: str, policy: str, niceness: int
+def test_every_thread_of_the_recording_worker_runs_below_the_traffic(
+    tmp_path: Path, priority: str, policy: str, niceness: int
 ) -> None:
-    proxy = await start_proxy(plain.url, record_workers="process", record_worker_priority=priority)
-    async with aiohttp.ClientSession() as session, session.post(proxy.url + CHAT, json=BODY) as response:
+    fake = FakeUpstream()
+    fake.completions["default"] = make_completion([make_completion_choice(make_message("ok"))])
+    url, stop, thread = serve_upstream_in_thread(fake)
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'record_worker_priority = "{priority}"\n')
+    cassettes = tmp_path / "c"
+    # The real command: how the worker is started decides which threads exist before it lowers itself
+    # (pyarrow's jemalloc starts one on import).
+    proc = start_proxy_process(["record", "--upstream", url, "--cassettes", str(cassettes), "--config", str(config)])
+    try:
+        asyncio.run(post_once(proc.url))
+        wait_for_files(cassettes, 1)
+        workers = [pid for pid in children_of(proc.process.pid) if "resource_tracker" not in cmdline_of(pid)]
+        assert len(workers) == 1, workers
+        threads = [int(tid) for tid in os.listdir(f"/proc/{workers[0]}/task")]
+        assert len(threads) > 1
+        for tid in threads:
+            assert os.sched_getscheduler(tid) == getattr(os, policy), f"thread {tid}"
+            assert os.getpriority(os.PRIO_PROCESS, tid) - os.getpriority(os.PRIO_PROCESS, 0) == niceness
+        assert os.sched_getscheduler(proc.process.pid) == os.SCHED_OTHER, "only the worker lowers itself"
+    finally:
+        proc.stop()
+        stop.set()
+        thread.join(10)
+
+
+async def post_once(url: str) -> None:
+    async with aiohttp.ClientSession() as session, session.post(url + CHAT, json=BODY) as response:
         assert response.status == 200
-    await wait_for_cassettes(proxy.settings.cassettes, 1)
-    worker = proxy.server.app[RECORDER].worker_pid
-    assert worker is not None
-    assert os.sched_getscheduler(worker) == getattr(os, policy)
-    assert os.getpriority(os.PRIO_PROCESS, worker) - os.getpriority(os.PRIO_PROCESS, 0) == niceness
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "only the worker lowers itself"
+
+
+def cmdline_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def wait_for_files(directory: Path, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(iter_cassette_paths(directory))) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} cassettes after {timeout} s"
+        time.sleep(0.05)
