@@ -238,7 +238,8 @@ async def health(request: web.Request) -> web.Response:
     write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
     body = {
         "status": "degraded"
-        if (recorder and (recorder.last_error or recorder.pending >= BACKLOG_WARNING)) or (db and db["last_error"])
+        if (recorder and (recorder.last_error or recorder.pending >= BACKLOG_WARNING or recorder.stalled_for))
+        or (db and db["last_error"])
         else "ok",
         "version": __version__,
         "mode": settings.mode.value,
@@ -248,6 +249,7 @@ async def health(request: web.Request) -> web.Response:
         "recordings": len(app[REPLAY_INDEX]) if settings.replays else None,
         "interactions_recorded": recorder.recorded if recorder else 0,
         "recording_pending": recorder.pending if recorder else 0,
+        "recording_stalled_s": round(recorder.stalled_for, 1) if recorder else 0.0,
         "write_errors": write_errors,
         "cassette_write_errors": recorder.write_errors if recorder else 0,
         "last_write_error": recorder.last_error if recorder else None,

@@ -34,6 +34,9 @@ log = logging.getLogger("proxy.record")
 
 # A backlog this long is worth a warning and a "degraded" health status: the worker is not keeping up.
 BACKLOG_WARNING = 5_000
+# Seconds the worker may go without finishing a batch it holds before it counts as stalled (logged once per
+# stall, and `/_proxy/health` says degraded): an idle-priority worker on a machine kept busy by other work.
+STALL_WARNING = 30.0
 
 # Listeners get the interaction (None when `needs_interaction` is off and a worker process made it), its
 # cassette path (None if it could not be written) and what `derive` made of it in the worker (or None).
@@ -137,6 +140,10 @@ class Recorder:
         self._replies: dict[int, asyncio.Future[Any]] = {}  # answers to "stats" and "close"
         self._drained = asyncio.Event()
         self._drained.set()
+        self.stall_warning = STALL_WARNING
+        self._waiting_since: float | None = None  # when the worker last finished a batch while others wait
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_warned = False
 
     async def start(self) -> None:
         """Start the worker process now, so the first recording doesn't wait for it to boot."""
@@ -223,6 +230,8 @@ class Recorder:
         except Exception as exc:  # an unpicklable recording is a bug of ours: count it, keep the traffic
             self._forget(len(recordings), f"could not hand recordings to the worker: {exc!r}")
             return
+        if not self._batches:
+            self._progressed()
         self._batches[self._seq] = Batch(data, len(recordings), attempt)
         if self._channel is not None:
             self._channel.send(data)
@@ -238,8 +247,48 @@ class Recorder:
                 self._handle(result)
             if batch is not None:
                 self._settled(batch.size)
+            self._progressed()
         elif (reply := self._replies.pop(seq, None)) is not None and not reply.done():
             reply.set_result(body)
+
+    def _progressed(self) -> None:
+        """The worker finished a batch, or was handed one with nothing else pending: its clock starts again."""
+        loop = asyncio.get_running_loop()
+        if self._stall_warned:
+            log.info("the recording worker is making progress again (%d recordings pending)", self._queued)
+            self._stall_warned = False
+        self._waiting_since = loop.time()
+        if self._stall_timer is None:
+            self._stall_timer = loop.call_later(self.stall_warning, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        if self._waiting_since is None or not self._batches:
+            return
+        loop = asyncio.get_running_loop()
+        if self.stalled_for > 0 and not self._stall_warned:
+            self._stall_warned = True
+            advice = (
+                'it runs at record_worker_priority = "idle" and other work keeps the CPU busy; "low" keeps pace'
+                if self.priority == "idle"
+                else "it may be starved of CPU or stuck"
+            )
+            log.warning(
+                "the recording worker has finished nothing for %.0f s while %d recordings wait: %s "
+                "(nothing is dropped; /_proxy/health says degraded until it catches up)",
+                loop.time() - self._waiting_since,
+                self._queued,
+                advice,
+            )
+        self._stall_timer = loop.call_later(self.stall_warning, self._check_stall)
+
+    @property
+    def stalled_for(self) -> float:
+        """Seconds the worker has been holding work without finishing any, once past `stall_warning`; else 0."""
+        if self._waiting_since is None or not self._batches:
+            return 0.0
+        waited = asyncio.get_running_loop().time() - self._waiting_since
+        return waited if waited >= self.stall_warning else 0.0
 
     def _settled(self, count: int) -> None:
         self._queued -= count
@@ -342,6 +391,9 @@ class Recorder:
         self._seal()
         while self._queued:
             await self._drained.wait()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         channel = self._channel
         if channel is None:
             return

@@ -368,3 +368,38 @@ def wait_for_files(directory: Path, count: int, timeout: float = 20.0) -> None:
     while len(list(iter_cassette_paths(directory))) < count:
         assert time.monotonic() < deadline, f"fewer than {count} cassettes after {timeout} s"
         time.sleep(0.05)
+
+
+async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
+    plain: RunningUpstream, start_proxy: StartProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await start_proxy(plain.url, record_workers="process")
+    recorder = proxy.server.app[RECORDER]
+    recorder.stall_warning = 0.3
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url + CHAT, json=BODY) as response:
+            assert response.status == 200
+        await wait_for_cassettes(proxy.settings.cassettes, 1)
+        worker = recorder.worker_pid
+        assert worker is not None
+        os.kill(worker, signal.SIGSTOP)  # our own child: what a worker starved of CPU looks like from outside
+        try:
+            for _ in range(3):
+                async with session.post(proxy.url + CHAT, json=BODY) as response:
+                    assert response.status == 200, "a stalled recorder never holds up the traffic"
+                    await response.read()
+            await asyncio.sleep(1.0)
+            async with session.get(proxy.url + "/_proxy/health") as response:
+                stalled = await response.json()
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        await wait_for_cassettes(proxy.settings.cassettes, 4, timeout=20)
+        async with session.get(proxy.url + "/_proxy/health") as response:
+            recovered = await response.json()
+    assert stalled["status"] == "degraded"
+    assert stalled["recording_pending"] == 3
+    assert stalled["recording_stalled_s"] >= 0.3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "proxy.record" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "record_worker_priority" in warnings[0], warnings
+    assert (recovered["status"], recovered["recording_stalled_s"]) == ("ok", 0.0)
+    assert recorder.recorded == 4
