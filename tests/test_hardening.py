@@ -17,7 +17,7 @@ from proxy.app import RECORDER
 from proxy.cassettes import iter_cassette_paths, load_cassette
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
 from tests.cli_process import run_cli, start_proxy_process
-from tests.conftest import API_KEY, RunningUpstream, StartProxy, wait_for_cassettes
+from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, wait_for_cassettes
 from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -301,17 +301,23 @@ async def test_no_secret_reaches_a_log_line(
     assert API_KEY not in ours and "QUERY-SECRET-1" not in ours
 
 
+async def first_recording(session: aiohttp.ClientSession, proxy: RunningProxy) -> int:
+    """Record one exchange through a proxy with a worker process; the worker's pid, once it has written it."""
+    async with session.post(proxy.url + CHAT, json=BODY) as response:
+        assert response.status == 200
+    await wait_for_cassettes(proxy.settings.cassettes, 1)
+    worker = proxy.server.app[RECORDER].worker_pid
+    assert worker is not None
+    return int(worker)
+
+
 async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
     proxy = await start_proxy(plain.url, record_workers="process")
     recorder = proxy.server.app[RECORDER]
     async with aiohttp.ClientSession() as session:
-        async with session.post(proxy.url + CHAT, json=BODY) as response:
-            assert response.status == 200
-        await wait_for_cassettes(proxy.settings.cassettes, 1)
-        worker = recorder.worker_pid
-        assert worker is not None
+        worker = await first_recording(session, proxy)
         os.kill(worker, signal.SIGKILL)
         await asyncio.sleep(0.2)
         for _ in range(3):
@@ -377,11 +383,7 @@ async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
     recorder = proxy.server.app[RECORDER]
     recorder.stall_warning = 0.3
     async with aiohttp.ClientSession() as session:
-        async with session.post(proxy.url + CHAT, json=BODY) as response:
-            assert response.status == 200
-        await wait_for_cassettes(proxy.settings.cassettes, 1)
-        worker = recorder.worker_pid
-        assert worker is not None
+        worker = await first_recording(session, proxy)
         os.kill(worker, signal.SIGSTOP)  # our own child: what a worker starved of CPU looks like from outside
         try:
             for _ in range(3):
