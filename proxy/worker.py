@@ -18,6 +18,7 @@ Worker -> parent: ("ready", 0, None), ("done", seq, ([_Result], sink stats)), ("
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pickle
@@ -106,12 +107,14 @@ def lower_priority(priority: Priority) -> None:
     if priority == "idle" and hasattr(os, "SCHED_IDLE"):
         try:
             for thread in threads:
-                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                    os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
             return
         except OSError:  # a seccomp profile or another kernel: fall back to the portable kind
             pass
     for thread in threads:
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + LOW_NICE))
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + LOW_NICE))
 
 
 def _own_threads() -> list[int]:
