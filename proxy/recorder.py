@@ -141,7 +141,7 @@ class Recorder:
         self._drained = asyncio.Event()
         self._drained.set()
         self.stall_warning = STALL_WARNING
-        self._waiting_since: float | None = None  # when the worker last finished a batch while others wait
+        self._waiting_since = 0.0  # loop time the worker last finished a batch, or got one with nothing pending
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_warned = False
 
@@ -262,30 +262,33 @@ class Recorder:
             self._stall_timer = loop.call_later(self.stall_warning, self._check_stall)
 
     def _check_stall(self) -> None:
+        """Warn once per stall; the next `_progressed` arms the timer again."""
         self._stall_timer = None
-        if self._waiting_since is None or not self._batches:
+        if not self._batches or self._stall_warned:
             return
         loop = asyncio.get_running_loop()
-        if self.stalled_for > 0 and not self._stall_warned:
-            self._stall_warned = True
-            advice = (
-                'it runs at record_worker_priority = "idle" and other work keeps the CPU busy; "low" keeps pace'
-                if self.priority == "idle"
-                else "it may be starved of CPU or stuck"
-            )
-            log.warning(
-                "the recording worker has finished nothing for %.0f s while %d recordings wait: %s "
-                "(nothing is dropped; /_proxy/health says degraded until it catches up)",
-                loop.time() - self._waiting_since,
-                self._queued,
-                advice,
-            )
-        self._stall_timer = loop.call_later(self.stall_warning, self._check_stall)
+        waited = loop.time() - self._waiting_since
+        if waited < self.stall_warning:  # it finished something since the timer was armed
+            self._stall_timer = loop.call_later(self.stall_warning - waited, self._check_stall)
+            return
+        self._stall_warned = True
+        advice = (
+            'it runs at record_worker_priority = "idle" and other work keeps the CPU busy; "low" keeps pace'
+            if self.priority == "idle"
+            else "it may be starved of CPU or stuck"
+        )
+        log.warning(
+            "the recording worker has finished nothing for %.0f s while %d recordings wait: %s "
+            "(nothing is dropped; /_proxy/health says degraded until it catches up)",
+            waited,
+            self._queued,
+            advice,
+        )
 
     @property
     def stalled_for(self) -> float:
         """Seconds the worker has been holding work without finishing any, once past `stall_warning`; else 0."""
-        if self._waiting_since is None or not self._batches:
+        if not self._batches:
             return 0.0
         waited = asyncio.get_running_loop().time() - self._waiting_since
         return waited if waited >= self.stall_warning else 0.0

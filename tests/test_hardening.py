@@ -344,8 +344,7 @@ def test_every_thread_of_the_recording_worker_runs_below_the_traffic(
     # (pyarrow's jemalloc starts one on import).
     proc = start_proxy_process(["record", "--upstream", url, "--cassettes", str(cassettes), "--config", str(config)])
     try:
-        asyncio.run(post_once(proc.url))
-        wait_for_files(cassettes, 1)
+        asyncio.run(record_one(proc.url, cassettes))
         workers = [pid for pid in children_of(proc.process.pid) if "resource_tracker" not in cmdline_of(pid)]
         assert len(workers) == 1, workers
         threads = [int(tid) for tid in os.listdir(f"/proc/{workers[0]}/task")]
@@ -360,20 +359,14 @@ def test_every_thread_of_the_recording_worker_runs_below_the_traffic(
         thread.join(10)
 
 
-async def post_once(url: str) -> None:
+async def record_one(url: str, cassettes: Path) -> None:
     async with aiohttp.ClientSession() as session, session.post(url + CHAT, json=BODY) as response:
         assert response.status == 200
+    await wait_for_cassettes(cassettes, 1)
 
 
 def cmdline_of(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
-def wait_for_files(directory: Path, count: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(list(iter_cassette_paths(directory))) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} cassettes after {timeout} s"
-        time.sleep(0.05)
 
 
 async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
