@@ -15,10 +15,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from proxy.cassette_versions import upgrade
 from proxy.interaction import CASSETTE_VERSION, HeaderList, Interaction, Metadata, Outcome, RecordedRequest
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -98,10 +99,36 @@ def _load(path: Path, model: type[_Loaded]) -> _Loaded:
         # followed by model_validate; it matters when replay indexes tens of thousands of cassettes.
         loaded = model.model_validate_json(raw)
     except ValidationError as exc:
-        raise _explain(raw, exc) from None
+        upgraded = _upgraded(raw)
+        if upgraded is None:
+            raise _explain(raw, exc) from None
+        return _validate(upgraded, model)
     if loaded.version != CASSETTE_VERSION:
-        raise CassetteError(_version_message(loaded.version))
+        upgraded = _upgraded(raw)
+        if upgraded is None:
+            raise CassetteError(_version_message(loaded.version))
+        return _validate(upgraded, model)
     return loaded
+
+
+def _upgraded(raw: bytes) -> dict[str, Any] | None:
+    """An older cassette converted to the current version; None when it is not one (or not JSON at all)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("version") == CASSETTE_VERSION:
+        return None
+    return upgrade(data, CASSETTE_VERSION)
+
+
+def _validate(data: dict[str, Any], model: type[_Loaded]) -> _Loaded:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CassetteError(f"missing or invalid {where}: {first['msg']}") from None
 
 
 class _ResponseHead(BaseModel):
@@ -144,7 +171,7 @@ _Loaded = TypeVar("_Loaded", Interaction, CassetteHead)
 
 
 def _version_message(version: object) -> str:
-    return f"unknown format version {version!r} (this proxy reads {CASSETTE_VERSION})"
+    return f"unknown format version {version!r} (this proxy reads versions 1 to {CASSETTE_VERSION})"
 
 
 def _explain(raw: bytes, exc: ValidationError) -> CassetteError:

@@ -22,7 +22,7 @@ from yarl import URL
 from proxy import headers
 from proxy.errors import error_body, error_response
 from proxy.recorder import Recorder
-from proxy.recording import Recording
+from proxy.recording import CLIENT_LEFT, Recording
 
 log = logging.getLogger("proxy.forward")
 
@@ -74,6 +74,9 @@ async def forward(
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
     response: web.StreamResponse | None = None
     chunk = b""
+    # Set once the upstream body has ended: a client that leaves after that (while the end is written, or an
+    # SDK closing at [DONE]) left nothing unrecorded, so the exchange is complete.
+    finished = False
     try:
         try:
             upstream = await session.request(
@@ -123,6 +126,7 @@ async def forward(
                     else:
                         chunk = await content.readany()
                     if not chunk:
+                        finished = True
                         break
                     await response.write(chunk)
                     recording.add(chunk, loop.time())
@@ -137,7 +141,7 @@ async def forward(
                 _abort(request)
                 return response
             except ConnectionResetError:
-                recording.incomplete_reason = "client disconnected"
+                recording.incomplete_reason = CLIENT_LEFT
                 _keep_unsent(recording, chunk, loop.time())
                 upstream.close()
                 return response
@@ -150,8 +154,9 @@ async def forward(
         log.warning("%s %s: %s", request.method, request.path, failure.message)
         return error_response(failure.status, failure.message, "proxy_error", failure.code)
     except asyncio.CancelledError:
-        recording.incomplete_reason = "client disconnected"
-        _keep_unsent(recording, chunk, loop.time())
+        if not finished:
+            recording.incomplete_reason = CLIENT_LEFT
+            _keep_unsent(recording, chunk, loop.time())
         raise
     finally:
         recording.ended = loop.time()

@@ -11,11 +11,14 @@ so repeated headers survive; secret values are replaced by `REDACTED` before any
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CASSETTE_VERSION = 1
+from proxy.jsonlayout import dump_json
+
+CASSETTE_VERSION = 2
 REDACTED = "<redacted>"
 
 HeaderList = list[tuple[str, str]]
@@ -26,10 +29,12 @@ class _Lenient(BaseModel):
 
 
 class Body(_Lenient):
-    """A message body. Exactly one of `json`, `text` or `base64` is set when the body is non-empty."""
+    """A message body: `json` when the bytes parse as JSON, else `text` (UTF-8), else `base64`.
+
+    `layout` names how `json` was laid out on the wire (see jsonlayout.py), so replay gives back the same bytes;
+    when no known layout does, `text` holds the exact bytes beside `json` (replay sends `text`)."""
 
     json_: Any = Field(default=None, alias="json")
-    # how `json` was laid out on the wire (see recording.JSON_LAYOUTS), so replay gives back the same bytes
     layout: str | None = None
     text: str | None = None
     base64: str | None = None
@@ -46,15 +51,40 @@ class RecordedRequest(_Lenient):
 
 
 class RecordedEvent(_Lenient):
-    """One SSE event. `raw` is kept only when the event's bytes differ from the canonical encoding
-    (`data: ...\\n\\n`), so replay reproduces unusual framing exactly and ordinary streams stay tidy."""
+    """One SSE event. Its data is stored as `json` (a JSON value, so a re-recorded stream diffs line by line)
+    when it parses as JSON and `layout` (compact when absent) gives back the same text; else as `data`.
+    `raw` is kept only when the event's bytes differ from the canonical encoding (`data: ...\\n\\n`), so
+    replay reproduces unusual framing exactly and ordinary streams stay tidy."""
 
     offset_ms: float
-    data: str
+    data: str | None = None
+    json_: Any = Field(default=None, alias="json")
+    layout: str | None = None
     event: str | None = None
     id: str | None = None
     retry: int | None = None
     raw: str | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @property
+    def text(self) -> str:
+        """The event's data field as it was on the wire."""
+        if self.data is not None:
+            return self.data
+        if self.json_ is None:
+            return ""
+        return dump_json(self.json_, self.layout or "compact")
+
+    @property
+    def payload(self) -> Any:
+        """The data parsed as JSON (None when it is not JSON, e.g. `[DONE]`)."""
+        if self.json_ is not None or self.data is None:
+            return self.json_
+        try:
+            return json.loads(self.data)
+        except ValueError:
+            return None
 
 
 class RecordedResponse(_Lenient):

@@ -8,7 +8,6 @@ runs after the client has its last byte, off the event loop.
 from __future__ import annotations
 
 import base64
-import json
 import operator
 import uuid
 import zlib
@@ -29,6 +28,7 @@ from proxy.interaction import (
     RecordedResponse,
     Timings,
 )
+from proxy.jsonlayout import dump_json, parse_with_layout
 from proxy.reassemble import ChunkAccumulator
 from proxy.sse import SSEDecoder, SSEEvent, is_canonical
 
@@ -68,6 +68,10 @@ class Recording:
 _field_values = operator.attrgetter(*(f.name for f in fields(Recording)))
 
 
+# The incomplete_reason of an exchange whose client left before the upstream had finished it.
+CLIENT_LEFT = "client disconnected"
+
+
 @dataclass(frozen=True, slots=True)
 class Redaction:
     secret_headers: frozenset[str] = frozenset()
@@ -80,38 +84,21 @@ def _ms(start: float, at: float | None) -> float | None:
 
 
 def body_of(data: bytes) -> Body:
-    """The most readable faithful form of a body: JSON value, else UTF-8 text, else base64."""
+    """The most readable faithful form of a body: JSON value, else UTF-8 text, else base64. A JSON body in no
+    known layout keeps its exact text beside the value: the value for people and SQL, the text for replay."""
     if not data:
         return Body()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return Body(base64=base64.b64encode(data).decode("ascii"))
-    try:
-        value = json.loads(text)
-    except ValueError:
+    parsed = parse_with_layout(text)
+    if parsed is None or parsed[0] is None:  # `null` is kept as text: a None value means "no JSON" here
         return Body(text=text)
-    # Keep the parsed value (readable, diffable) only when a known layout gives back the exact bytes.
-    newline = "+nl" if text.endswith("\n") else ""
-    for name in JSON_LAYOUTS:
-        if dump_json(value, name + newline) == text:
-            return Body(json=value, layout=name + newline)
-    return Body(text=text)
-
-
-JSON_LAYOUTS: dict[str, dict[str, Any]] = {
-    "compact": {"separators": (",", ":"), "ensure_ascii": False},
-    "spaced": {"ensure_ascii": False},
-    "indent2": {"indent": 2, "ensure_ascii": False},
-    "compact-ascii": {"separators": (",", ":")},
-    "spaced-ascii": {},
-    "indent2-ascii": {"indent": 2},
-}
-
-
-def dump_json(value: Any, layout: str) -> str:
-    suffix = "\n" if layout.endswith("+nl") else ""
-    return json.dumps(value, **JSON_LAYOUTS[layout.removesuffix("+nl")]) + suffix
+    value, layout = parsed
+    if layout is None:
+        return Body(json=value, text=text)
+    return Body(json=value, layout=layout)
 
 
 def body_bytes(body: Body) -> bytes:
@@ -180,7 +167,9 @@ def _events_with_times(rec: Recording, stream_bytes: bytes, coded: bool) -> tupl
     else:
         for chunk, at in zip(rec.chunks, rec.chunk_times, strict=True):
             timed.extend((event, at) for event in decoder.feed(chunk))
-    decoder.flush()
+    # An event whose blank line never came, or whose line ended in a lone CR, is only known at the end.
+    end = rec.chunk_times[-1] if rec.chunk_times else rec.started
+    timed.extend((event, end) for event in decoder.flush())
     return timed, decoder.tail
 
 
@@ -190,29 +179,39 @@ def _has_fields(tail: bytes) -> bool:
     return any(line and not line.startswith(b":") for line in lines)
 
 
+def _recorded_event(event: SSEEvent, offset: float, parsed: tuple[Any, str | None] | None) -> RecordedEvent:
+    raw = None if is_canonical(event) else event.raw.decode("utf-8", "replace")
+    # model_construct: these values come from our own decoder, so a second validation per event
+    # (hundreds per stream) would only burn CPU.
+    if parsed is not None and parsed[1] is not None and parsed[0] is not None:
+        layout = None if parsed[1] == "compact" else parsed[1]
+        return RecordedEvent.model_construct(
+            offset_ms=offset, json_=parsed[0], layout=layout, event=event.event, id=event.id, retry=event.retry, raw=raw
+        )
+    return RecordedEvent.model_construct(
+        offset_ms=offset, data=event.data, event=event.event, id=event.id, retry=event.retry, raw=raw
+    )
+
+
 def _stream_response(rec: Recording, data: bytes, coded: bool, outcome: Outcome) -> RecordedResponse:
     timed, tail = _events_with_times(rec, data, coded)
     events: list[RecordedEvent] = []
     accumulator = ChunkAccumulator()
     saw_done = saw_chunk = False
     for event, at in timed:
-        offset = _ms(rec.started, at) or 0.0
-        raw = None if is_canonical(event) else event.raw.decode("utf-8", "replace")
-        # model_construct: these values come from our own decoder, so a second validation per event
-        # (hundreds per stream) would only burn the GIL the event loop needs.
-        events.append(
-            RecordedEvent.model_construct(
-                offset_ms=offset, data=event.data, event=event.event, id=event.id, retry=event.retry, raw=raw
-            )
-        )
+        parsed = None if event.data == "[DONE]" else parse_with_layout(event.data)
+        events.append(_recorded_event(event, _ms(rec.started, at) or 0.0, parsed))
+        if saw_done:
+            # Every official SDK stops reading at the first [DONE]: what follows is kept and replayed, but the
+            # completion is what a client saw.
+            continue
         if event.data == "[DONE]":
             saw_done = True
             continue
-        try:
-            payload = json.loads(event.data)
-        except ValueError:
+        if parsed is None:
             outcome.notes.append(f"event {len(events) - 1} is not JSON")
             continue
+        payload = parsed[0]
         if event.event == "error" or (isinstance(payload, dict) and "error" in payload and "choices" not in payload):
             outcome.incomplete_reason = outcome.incomplete_reason or "error event in stream"
             message = payload.get("error") if isinstance(payload, dict) else None
@@ -223,6 +222,9 @@ def _stream_response(rec: Recording, data: bytes, coded: bool, outcome: Outcome)
         if isinstance(payload, dict) and payload.get("object") == "chat.completion.chunk":
             saw_chunk = True
             accumulator.add(payload)
+    if saw_done and outcome.incomplete_reason == CLIENT_LEFT:
+        # The upstream finished the stream ([DONE] came); a client that closed after reading it left nothing out.
+        outcome.incomplete_reason = None
     completion = None
     if saw_chunk:
         result = accumulator.result()

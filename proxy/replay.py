@@ -220,7 +220,7 @@ def _prepare(interaction: Interaction) -> Prepared:
             if recorded.raw is not None:
                 events.append(recorded.raw.encode("utf-8"))
             else:
-                event = SSEEvent(data=recorded.data, event=recorded.event, id=recorded.id, retry=recorded.retry)
+                event = SSEEvent(data=recorded.text, event=recorded.event, id=recorded.id, retry=recorded.retry)
                 events.append(encode_event(event))
             offsets.append(recorded.offset_ms)
         if response.tail:

@@ -593,7 +593,7 @@ def test_import_reports_bad_cassettes_and_keeps_going(tmp_path: Path) -> None:
     assert report.imported == 2
     assert sorted((bad.path.name, bad.reason.split(":")[0]) for bad in report.bad) == [
         ("broken.json", "not valid JSON"),
-        ("future.json", "unknown format version 99 (this proxy reads 1)"),
+        ("future.json", "unknown format version 99 (this proxy reads versions 1 to 2)"),
     ]
 
 

@@ -238,7 +238,7 @@ def test_load_200_concurrent_streams_2000_requests_every_one_recorded(tmp_path: 
     for path in paths:
         interaction = load_cassette(path)
         user = interaction.request.body.json_["user"]
-        events = "".join(f"data: {event.data}\n\n" for event in interaction.response.events or [])
+        events = "".join(f"data: {event.text}\n\n" for event in interaction.response.events or [])
         assert events.encode() == received[user]
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id) FROM interactions").fetchall() == [(2000, 2000)]

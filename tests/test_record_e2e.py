@@ -132,7 +132,7 @@ async def test_recorded_completion_equals_sdk_final_completion(
     assert interaction.response.completion is not None
     ours = ChatCompletion.model_validate(interaction.response.completion).model_dump()
     assert_same_completion(ours, sdk_dump(final))
-    assert [event.data for event in interaction.response.events or []] == sse(chunks)
+    assert [event.text for event in interaction.response.events or []] == sse(chunks)
     assert interaction.outcome.complete
 
 
@@ -319,7 +319,7 @@ async def test_gzipped_body_reaches_client_compressed_and_is_recorded_decoded(
     interaction = await only_recorded(proxy)
     assert interaction.response.decoded_from == "gzip"
     if stream:
-        assert [event.data for event in interaction.response.events or []] == sse(chunks)
+        assert [event.text for event in interaction.response.events or []] == sse(chunks)
         assert interaction.response.completion is not None
         assert interaction.response.completion["usage"] == chunks[-1]["usage"]
     else:
@@ -486,7 +486,7 @@ async def test_upstream_reset_mid_stream_is_recorded_incomplete_with_events_so_f
     interaction = await only_recorded(proxy)
     assert interaction.outcome.complete is False
     assert "upstream" in (interaction.outcome.incomplete_reason or "")
-    assert [event.data for event in interaction.response.events or []] == sse(chunks)[:3]
+    assert [event.text for event in interaction.response.events or []] == sse(chunks)[:3]
     assert interaction.response.completion is not None
     assert interaction.response.completion["choices"][0]["message"]["content"] == "Hello!"
 
@@ -514,7 +514,7 @@ async def test_client_disconnect_mid_stream_reaches_upstream_and_is_recorded_inc
     interaction = await only_recorded(proxy)
     assert interaction.outcome.complete is False
     assert interaction.outcome.incomplete_reason == "client disconnected"
-    events = [event.data for event in interaction.response.events or []]
+    events = [event.text for event in interaction.response.events or []]
     assert 2 <= len(events) < len(chunks)
     assert events == sse(chunks)[: len(events)]
     assert [json.loads(data) for data in events[:2]] == [c.model_dump(exclude_unset=True) for c in got]
@@ -540,7 +540,7 @@ async def test_upstream_stalling_mid_stream_beyond_chunk_timeout_is_recorded_inc
     interaction = await only_recorded(proxy)
     assert interaction.outcome.complete is False
     assert interaction.outcome.incomplete_reason == "upstream timeout mid-response"
-    assert [event.data for event in interaction.response.events or []] == sse(chunks)[:1]
+    assert [event.text for event in interaction.response.events or []] == sse(chunks)[:1]
 
 
 async def test_upstream_stalling_later_in_a_stream_is_cut_by_the_chunk_timeout(
@@ -561,7 +561,7 @@ async def test_upstream_stalling_later_in_a_stream_is_cut_by_the_chunk_timeout(
 
     interaction = await only_recorded(proxy)
     assert interaction.outcome.incomplete_reason == "upstream timeout mid-response"
-    assert [event.data for event in interaction.response.events or []] == sse(chunks)[:3]
+    assert [event.text for event in interaction.response.events or []] == sse(chunks)[:3]
     assert (interaction.timings.total_ms or 0) < 3000  # cut by the 0.3 s bound, not by the 5 s first-byte one
 
 
