@@ -36,6 +36,12 @@ async def only_cassette(directory: Path) -> Interaction:
     return load_cassette(path)
 
 
+async def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A raw POST, to see the exact bytes the proxy answers with."""
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
+        return response.status, await response.read()
+
+
 def recording_of(stream: bytes, pieces: int = 1) -> Recording:
     """A finished streamed exchange, as forward() leaves it, with the body arriving in `pieces` chunks."""
     recording = Recording(
@@ -162,10 +168,8 @@ async def test_an_api_error_body_indented_by_four_is_stored_as_json_and_replays_
 ) -> None:
     recorder = await start_proxy(upstream.url, db_enabled=True, db=tmp_path / "t.duckdb", db_flush_interval=0.05)
     body = {"model": "gpt-4o-mini", "messages": MESSAGES}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{recorder.url}/v1/chat/completions", json=body, headers={"x-status": "400"}) as r:
-            sent = await r.read()
-            assert r.status == 400
+    status, sent = await post(f"{recorder.url}/v1/chat/completions", body, {"x-status": "400"})
+    assert status == 400
     assert sent.startswith(b'{\n    "error": {\n        "message"')  # the API's own layout
     interaction = await only_cassette(recorder.settings.cassettes)
     assert interaction.response.body.json_["error"]["type"] == "server_error"
@@ -176,10 +180,7 @@ async def test_an_api_error_body_indented_by_four_is_stored_as_json_and_replays_
     assert row == ("fake upstream says 400", "OBJECT")
 
     replay = await start_proxy(mode="replay", cassettes=recorder.settings.cassettes)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{replay.url}/v1/chat/completions", json=body) as r:
-            assert r.status == 400
-            assert await r.read() == sent
+    assert await post(f"{replay.url}/v1/chat/completions", body) == (400, sent)
 
 
 def test_json_in_a_layout_no_writer_uses_is_json_and_keeps_its_exact_bytes() -> None:
@@ -257,9 +258,7 @@ async def test_streamed_events_are_json_values_one_per_line_and_replay_the_same_
     upstream.fake.streams["default"] = stream_content()
     recorder = await start_proxy(upstream.url)
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{recorder.url}/v1/chat/completions", json=body) as r:
-            recorded_bytes = await r.read()
+    _, recorded_bytes = await post(f"{recorder.url}/v1/chat/completions", body)
     (path,) = await wait_for_cassettes(recorder.settings.cassettes, 1)
     lines = path.read_text().splitlines()
     event_lines = [line.strip() for line in lines if line.strip().startswith('{"offset_ms"')]
@@ -270,9 +269,7 @@ async def test_streamed_events_are_json_values_one_per_line_and_replay_the_same_
     assert (sorted(last), last["data"]) == (["data", "offset_ms"], "[DONE]")
 
     replay = await start_proxy(mode="replay", cassettes=recorder.settings.cassettes)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{replay.url}/v1/chat/completions", json=body) as r:
-            assert await r.read() == recorded_bytes
+    assert await post(f"{replay.url}/v1/chat/completions", body) == (200, recorded_bytes)
 
 
 def test_a_version_1_cassette_is_converted_on_read_and_replays_the_same_bytes() -> None:
