@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
+from proxy import trafficlog
 from proxy.cassettes import CassetteError, load_cassette
 from proxy.errors import error_response
 from proxy.interaction import CASSETTE_VERSION
@@ -58,11 +61,25 @@ def add_stored_routes(app: web.Application, replay_index: ReplayIndex, cassettes
         index.add(record, path)
     replay_index.listeners.append(index.add)
     app[STORED] = StoredCompletions(index, Overlay(cassettes))
-    app.router.add_get("/v1/chat/completions", list_completions, allow_head=False)
-    app.router.add_get("/v1/chat/completions/{completion_id}", get_completion, allow_head=False)
-    app.router.add_post("/v1/chat/completions/{completion_id}", update_completion)
-    app.router.add_delete("/v1/chat/completions/{completion_id}", delete_completion)
-    app.router.add_get("/v1/chat/completions/{completion_id}/messages", list_messages, allow_head=False)
+    app.router.add_get("/v1/chat/completions", _logged(list_completions), allow_head=False)
+    app.router.add_get("/v1/chat/completions/{completion_id}", _logged(get_completion), allow_head=False)
+    app.router.add_post("/v1/chat/completions/{completion_id}", _logged(update_completion))
+    app.router.add_delete("/v1/chat/completions/{completion_id}", _logged(delete_completion))
+    app.router.add_get("/v1/chat/completions/{completion_id}/messages", _logged(list_messages), allow_head=False)
+
+
+def _logged(handler: Handler) -> Handler:
+    """The handler, with the proxy's one line per request (outcome `stored`)."""
+
+    async def logged(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        if trafficlog.enabled():
+            took = (time.perf_counter() - started) * 1000
+            trafficlog.line(trafficlog.STORED, request.method, request.path, None, response.status, took, None)
+        return response
+
+    return logged
 
 
 def _json(model: BaseModel) -> web.Response:
