@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import openai
 
@@ -100,3 +101,17 @@ async def test_replay_with_forward_replays_recorded_stored_api_calls(
     async with replay.client() as client:
         raw = await client.chat.completions.with_raw_response.list(limit=5)
         assert json.loads(raw.http_response.content)["query"] == "limit=5"  # the recorded upstream answer
+
+
+async def test_the_sample_cassettes_list_with_store_all_as_the_readme_says(start_proxy: StartProxy) -> None:
+    samples = Path(__file__).resolve().parent.parent / "cassettes"
+    plain = await start_proxy(mode="replay", cassettes=samples)
+    async with plain.client() as client:
+        assert [c.id async for c in client.chat.completions.list()] == []  # none was created with store: true
+    browsing = await start_proxy(mode="replay", cassettes=samples, store_all=True)
+    async with browsing.client() as client:
+        listed = [c async for c in client.chat.completions.list()]
+    assert len(listed) == 3  # the 429 is not a completion
+    contents = {c.choices[0].message.content for c in listed}
+    assert "Hello, proxy! Nice to meet you. Everything looks good on this end." in contents
+    assert "One, two, three!" in contents
