@@ -101,14 +101,6 @@ async def _read_bodies(completions: list[StoredCompletion]) -> None:
         await asyncio.to_thread(_read_bodies_blocking, unread)
 
 
-class _CompletionFile(BaseModel):
-    """What serving needs of a cassette: the answer's JSON body or reassembled completion, no events."""
-
-    model_config = ConfigDict(extra="ignore")
-    version: int
-    response: _AnswerPart
-
-
 class _BodyPart(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     json_: object = Field(default=None, alias="json")
@@ -120,7 +112,12 @@ class _AnswerPart(BaseModel):
     completion: dict[str, object] | None = None
 
 
-_CompletionFile.model_rebuild()
+class _CompletionFile(BaseModel):
+    """What serving needs of a cassette: the answer's JSON body or reassembled completion, no events."""
+
+    model_config = ConfigDict(extra="ignore")
+    version: int
+    response: _AnswerPart
 
 
 def _read_bodies_blocking(completions: list[StoredCompletion]) -> None:
@@ -134,7 +131,10 @@ def _read_bodies_blocking(completions: list[StoredCompletion]) -> None:
             part = loaded.response
             answer = part.completion if part.completion is not None else part.body.json_
         except (OSError, ValueError):
-            full = load_cassette(completion.path).response  # raises CassetteError naming the reason
+            try:
+                full = load_cassette(completion.path).response
+            except CassetteError as exc:
+                raise CassetteError(f"{completion.path}: {exc}") from None
             answer = full.completion if full.completion is not None else full.body.json_
         if not isinstance(answer, dict):
             raise CassetteError(f"{completion.path} no longer holds a chat completion")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import openai
+import pytest
 
 from proxy.cassettes import load_cassette
 from tests.chunks import content_delta, make_choice, make_chunk, make_completion
@@ -115,3 +117,33 @@ async def test_the_sample_cassettes_list_with_store_all_as_the_readme_says(start
     contents = {c.choices[0].message.content for c in listed}
     assert "Hello, proxy! Nice to meet you. Everything looks good on this end." in contents
     assert "One, two, three!" in contents
+
+
+async def test_a_version_1_cassette_is_served_converted(start_proxy: StartProxy, tmp_path: Path) -> None:
+    directory = tmp_path / "old"
+    directory.mkdir()
+    shutil.copy(Path(__file__).resolve().parent / "data" / "v1-stream-with-usage.json", directory / "old.json")
+    replay = await start_proxy(mode="replay", cassettes=directory, store_all=True)
+    async with replay.client() as client:
+        got = await client.chat.completions.retrieve("chatcmpl-SampleCount03")
+    assert got.choices[0].message.content == "One, two, three!"
+    assert got.usage is not None
+
+
+async def test_a_cassette_gone_after_startup_is_a_500_naming_it(
+    upstream: RunningUpstream, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    upstream.fake.completions["default"] = make_completion(id="chatcmpl-gone", created=1_764_000_001)
+    recorder = await start_proxy(upstream.url)
+    async with recorder.client() as client:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, store=True)
+    (cassette,) = await wait_for_cassettes(recorder.settings.cassettes, 1)
+    replay = await start_proxy(mode="replay")
+    cassette.unlink()
+    async with replay.client() as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.retrieve("chatcmpl-gone")
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.list()
+    assert caught.value.code == "bad_cassette"
+    assert cassette.name in caught.value.message
