@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app, load_replay_index
-from proxy.settings import Settings
+from proxy.settings import RecordMode, Settings
 
 
 def cassette(number: int) -> dict[str, Any]:
@@ -111,8 +111,8 @@ def line(name: str, spent: list[float]) -> str:
 
 async def measure(root: Path, count: int) -> None:
     started = time.perf_counter()
-    settings = Settings(mode="replay", cassettes=root, db_enabled=False)
-    app = create_app(settings, load_replay_index(settings))
+    settings = Settings(mode=RecordMode.REPLAY, cassettes=root, db_enabled=False)
+    app = create_app(settings, load_replay_index(settings)[0])
     print(f"startup: replay and stored indexes over {count:,} cassettes in {time.perf_counter() - started:.2f} s")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
