@@ -22,7 +22,16 @@ from proxy.cassettes import CassetteHead
 from proxy.interaction import Interaction
 from proxy.stored_query import ListQuery, StoredError
 
-__all__ = ["NO_CHANGES", "Changes", "MessagePage", "Page", "StoredCompletion", "StoredIndex", "stored_completion"]
+__all__ = [
+    "NO_CHANGES",
+    "Changes",
+    "MessagePage",
+    "Page",
+    "StoredCompletion",
+    "StoredIndex",
+    "message_page",
+    "stored_completion",
+]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 

@@ -24,6 +24,7 @@ __all__ = [
     "StoreMessage",
     "StoreMessageList",
     "completion_list",
+    "message_list",
     "served_completion",
     "store_message",
 ]
