@@ -98,7 +98,7 @@ class FakeUpstream:
                 headers["retry-after"] = request.headers["x-retry-after"]
             self.sent[request_id] = payload
             return web.Response(status=status, body=payload, headers=headers)
-        if request.path != "/v1/chat/completions":
+        if request.path != "/v1/chat/completions" or request.method != "POST":  # a create; else a listing
             listing = json.dumps({"object": "list", "data": [], "path": request.path, "query": request.query_string})
             self.sent[request_id] = listing.encode()
             return web.Response(
