@@ -159,3 +159,9 @@ def _json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str
     else:
         yield previous
         yield "]"
+
+
+def records(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows as JSON-ready objects keyed by column name (the values `render(..., "json")` writes)."""
+    names = _unique_names(columns)
+    return [{name: _plain(value) for name, value in zip(names, row, strict=True)} for row in rows]

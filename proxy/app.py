@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -123,9 +124,11 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     sink = None
     if settings.db_enabled:
         from analytics import store
+        from analytics.prices import overrides_from, price_table
         from analytics.rows import interaction_rows
 
-        derive = interaction_rows  # rows are made where the cassette is built, off the event loop
+        # rows are made where the cassette is built, off the event loop; priced with the config's overrides
+        derive = partial(interaction_rows, prices=price_table(overrides_from(settings.prices)))
         if settings.record_workers == "process":
             # The DuckDB writer lives in the recording worker too: its Arrow and DuckDB calls hold the GIL
             # for milliseconds per flush, which streamed chunks would otherwise wait behind.
@@ -182,6 +185,24 @@ async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamRe
             "invalid_request_error",
             "method_not_allowed",
         )
+    return await handler(request)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def proxy_paths_loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`/_proxy/` (health, the report, replay controls) answers only clients on this machine, even when the
+    proxy listens on another address for its `/v1/` traffic."""
+    if request.path.startswith("/_proxy/") and not _is_loopback(request.remote):
+        return error_response(403, "/_proxy/ is served to loopback clients only", "invalid_request_error", "forbidden")
     return await handler(request)
 
 
@@ -258,8 +279,14 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels])
+def create_app(
+    settings: Settings, replay_index: ReplayIndex | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+) -> web.Application:
+    """The app. `extra_routes` are added before the catch-all forwarding route: the composition root (cli.py)
+    hands in routes of other packages this way (the report under `/_proxy/report`), so proxy/ imports none."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels, proxy_paths_loopback_only]
+    )
     app[SETTINGS] = settings
     app[ROUTE] = Route.of(settings)
     app[COUNTS] = Counts()
@@ -269,6 +296,7 @@ def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> w
         app.cleanup_ctx.append(_upstream_session)
         app.cleanup_ctx.append(_recording_sinks)
     app.router.add_get("/_proxy/health", health)
+    app.router.add_routes(extra_routes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -46,7 +47,9 @@ def startup_line(settings: Settings, port: int) -> str:
     )
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+) -> None:
     replay_index = None
     if settings.replays:
         if settings.mode is RecordMode.REPLAY and not settings.cassettes.is_dir():
@@ -54,7 +57,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         replay_index = load_replay_index(settings)
         if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
             raise CassetteDirError(f"no usable cassettes in {settings.cassettes}")
-    app = create_app(settings, replay_index)
+    app = create_app(settings, replay_index, extra_routes)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
@@ -93,9 +96,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             loop.remove_signal_handler(signum)
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, extra_routes: Sequence[web.AbstractRouteDef] = ()) -> None:
     configure_logging(settings.log_level)
     # Recording work runs in threads; a short switch interval keeps them from holding the GIL for the
     # default 5 ms while a streamed chunk waits to be forwarded.
     sys.setswitchinterval(0.0005)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, extra_routes=extra_routes))

@@ -31,6 +31,16 @@ class RecordMode(StrEnum):
         return cls(value)
 
 
+class PriceSetting(BaseModel):
+    """A model's price in USD per million tokens, overriding or adding to the maintained table (`[prices."NAME"]`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # None: cached input costs as much as input
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +68,7 @@ class Settings(BaseModel):
     timing: Literal["fast", "original"] = "fast"
     speed: float = Field(default=1.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)  # by model name, case ignored
 
     @field_validator("mode", mode="before")
     @classmethod

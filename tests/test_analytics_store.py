@@ -28,7 +28,7 @@ from analytics.query import (
     stats,
 )
 from analytics.rows import interaction_rows
-from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS
+from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS, VIEWS_V2
 from analytics.store import DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import (
@@ -157,7 +157,7 @@ def test_views_exist_and_are_documented(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     import_directory(db, tmp_path)
     _, rows = run_sql(db, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name")
-    assert [name for name, _ in rows] == sorted(VIEWS)
+    assert [name for name, _ in rows] == sorted({**VIEWS, **VIEWS_V2})
     assert all(comment for _, comment in rows)
 
 
