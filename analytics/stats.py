@@ -70,10 +70,9 @@ def grouped_sql(source: str, by: str) -> str:
     """Requests, tokens, cost, latency, time to first token and tokens/s (p50/p95) per group."""
     expression, title = group_expression(by)
 
-    def q(column: str, p: float) -> str:
-        return f"round(quantile_cont({column}, {p}), 1)"
+    def q(column: str, p: float) -> str:  # of successful responses only
+        return f"round(quantile_cont({column}, {p}) FILTER (WHERE status BETWEEN 200 AND 399), 1)"
 
-    ok = "status BETWEEN 200 AND 399"
     return f"""
 SELECT {expression} AS "{title}",
     count(*) AS requests,
@@ -84,12 +83,12 @@ SELECT {expression} AS "{title}",
     round(sum(cost_usd), 6) AS cost_usd,
     count(*) FILTER (WHERE cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL))
         AS unpriced,
-    {q("latency_ms", 0.5)} FILTER (WHERE {ok}) AS latency_p50_ms,
-    {q("latency_ms", 0.95)} FILTER (WHERE {ok}) AS latency_p95_ms,
-    {q("ttft_ms", 0.5)} FILTER (WHERE {ok}) AS ttft_p50_ms,
-    {q("ttft_ms", 0.95)} FILTER (WHERE {ok}) AS ttft_p95_ms,
-    {q("output_tokens_per_s", 0.5)} FILTER (WHERE {ok}) AS tokens_per_s_p50,
-    {q("output_tokens_per_s", 0.95)} FILTER (WHERE {ok}) AS tokens_per_s_p95
+    {q("latency_ms", 0.5)} AS latency_p50_ms,
+    {q("latency_ms", 0.95)} AS latency_p95_ms,
+    {q("ttft_ms", 0.5)} AS ttft_p50_ms,
+    {q("ttft_ms", 0.95)} AS ttft_p95_ms,
+    {q("output_tokens_per_s", 0.5)} AS tokens_per_s_p50,
+    {q("output_tokens_per_s", 0.95)} AS tokens_per_s_p95
 FROM {source}
 GROUP BY 1
 ORDER BY {"1" if by == "day" else "requests DESC, 1"}"""

@@ -1,0 +1,56 @@
+"""The report served by a running proxy: `GET /_proxy/report` and `GET /_proxy/report/interaction/<id>`.
+
+The CLI (the composition root) hands these routes to `create_app`, so proxy/ never imports analytics/. Like all
+of `/_proxy/`, they answer loopback clients only (the app's middleware). Queries run in a thread on a
+read-only connection (db.py's protocol: the proxy's own writer steps aside for it), so the event loop that
+forwards traffic never waits on DuckDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from analytics.db import AnalyticsError, reading
+from analytics.prices import overrides_from, source_description
+from analytics.report import build_html
+from analytics.report_detail import interaction_details
+from proxy.settings import Settings
+
+
+def report_routes(settings: Settings) -> list[web.RouteDef]:
+    db_path, cassettes = settings.db_path, settings.cassettes
+    prices = source_description(overrides_from(settings.prices))
+
+    def page() -> str:
+        with reading(db_path) as con:
+            html, _ = build_html(con, cassettes=cassettes, prices=prices)
+        return html
+
+    def detail(interaction_id: str) -> dict[str, Any] | None:
+        with reading(db_path) as con:
+            return interaction_details(con, [interaction_id], cassettes).get(interaction_id)
+
+    async def report(request: web.Request) -> web.Response:
+        try:
+            html = await asyncio.to_thread(page)
+        except AnalyticsError as exc:
+            return web.Response(status=503, text=f"no report: {exc}\n", content_type="text/plain")
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def interaction(request: web.Request) -> web.Response:
+        try:
+            found = await asyncio.to_thread(detail, request.match_info["id"])
+        except AnalyticsError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        if found is None:
+            return web.json_response({"error": "no such interaction"}, status=404)
+        return web.Response(text=json.dumps(found, default=str), content_type="application/json")
+
+    return [
+        web.get("/_proxy/report", report),
+        web.get("/_proxy/report/interaction/{id}", interaction),
+    ]
