@@ -14,7 +14,7 @@ from analytics.db import reading
 from analytics.query import import_directory, run_sql
 from analytics.schema import INTERACTION_NAMES, MIGRATIONS, V1_INTERACTION_COLUMNS, V2_INTERACTION_COLUMNS
 from proxy.cassettes import iter_cassette_paths, load_cassette
-from tests.chunks import content_delta, make_chunk, make_choice, make_completion, make_usage, role_delta
+from tests.chunks import content_delta, make_choice, make_chunk, make_completion, make_usage, role_delta
 from tests.cli_process import run_cli
 from tests.conftest import RunningUpstream, StartProxy, wait_for_cassettes
 from tests.test_analytics_store import make_interaction, wait_for_count, write_cassettes
@@ -32,7 +32,8 @@ async def test_cost_is_priced_from_the_usage_and_null_for_an_unknown_model(
 ) -> None:
     fake = upstream.fake
     fake.completions["mini"] = make_completion(model="gpt-4o-mini-2024-07-18", usage=make_usage(1_000_000, 100_000))
-    fake.completions["4o"] = make_completion(model="gpt-4o-2024-08-06", usage=make_usage(100_000, 10_000, cached=40_000))
+    cached = make_usage(100_000, 10_000, cached=40_000)
+    fake.completions["4o"] = make_completion(model="gpt-4o-2024-08-06", usage=cached)
     fake.completions["local"] = make_completion(model="my-local-llama", usage=make_usage(10, 5))
     proxy = await start_proxy(upstream.url, db_enabled=True, db_flush_interval=0.05)
     async with proxy.client() as client:

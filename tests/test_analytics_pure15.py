@@ -15,7 +15,7 @@ from analytics.svg import fmt_number, horizontal_bars, nice_max, stacked_columns
 from proxy.headers import split_tags
 from proxy.interaction import RecordedEvent
 from proxy.settings import PriceSetting
-from tests.chunks import content_delta, make_chunk, make_choice, make_usage, refusal_delta, role_delta, tool_call_delta
+from tests.chunks import content_delta, make_choice, make_chunk, make_usage, refusal_delta, role_delta, tool_call_delta
 
 DAY = date(2026, 11, 22)
 MINI = Price(input=0.15, output=0.60, cached_input=0.075)

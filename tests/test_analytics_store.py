@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from analytics.lake import lake_connection
 from analytics.query import (
     AnalyticsError,
     JSONText,
@@ -27,7 +28,6 @@ from analytics.query import (
     run_sql,
     stats,
 )
-from analytics.lake import lake_connection
 from analytics.rows import interaction_rows
 from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS, VIEWS_V2
 from analytics.store import DuckDBWriter

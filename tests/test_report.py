@@ -25,7 +25,7 @@ from analytics.report_routes import report_routes
 from proxy.app import create_app, proxy_paths_loopback_only
 from proxy.interaction import Interaction, RecordedEvent
 from proxy.settings import Settings
-from tests.chunks import content_delta, make_chunk, make_choice, role_delta
+from tests.chunks import content_delta, make_choice, make_chunk, role_delta
 from tests.test_analytics_store import make_interaction, write_cassettes
 
 CHART_NAMES = ("requests", "tokens", "cost", "latency", "ttft", "finish", "statuses")
@@ -75,7 +75,9 @@ def test_the_report_is_one_self_contained_file(recorded: tuple[Path, Path], tmp_
     assert embedded[slowest.id]["timeline_svg"].count('class="tick"') == 4
 
 
-async def test_the_proxy_serves_the_report_and_any_interaction(recorded: tuple[Path, Path], aiohttp_client: Any) -> None:
+async def test_the_proxy_serves_the_report_and_any_interaction(
+    recorded: tuple[Path, Path], aiohttp_client: Any
+) -> None:
     db, cassettes = recorded
     settings = Settings(mode="replay", cassettes=cassettes, db=db)
     client = await aiohttp_client(create_app(settings, extra_routes=report_routes(settings)))
