@@ -32,7 +32,7 @@ def main(count: int) -> None:
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps(data, indent=2))
         started = time.perf_counter()
-        index = load_replay_index(Settings(mode="replay", cassettes=root))
+        index, _ = load_replay_index(Settings(mode="replay", cassettes=root))
         elapsed = time.perf_counter() - started
     print(f"indexed {len(index)} cassettes in {elapsed:.2f} s ({len(index) / elapsed:,.0f}/s)")
 

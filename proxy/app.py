@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,13 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy import __version__
+from proxy import __version__, trafficlog
 from proxy.cassettes import CassetteError, head_of, load_heads
 from proxy.errors import error_response
 from proxy.forward import ForwardConfig, forward
 from proxy.interaction import Interaction
 from proxy.matching import MatchPolicy, RequestFacts
-from proxy.recorder import BACKLOG_WARNING, Recorder
+from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
@@ -41,6 +43,7 @@ class Counts:
     forwarded: int = 0
     replayed: int = 0
     misses: int = 0
+    errors: int = 0  # answered by the proxy itself because something failed (a cassette that broke)
 
 
 COUNTS = web.AppKey("counts", Counts)
@@ -72,6 +75,15 @@ class Route:
 ROUTE = web.AppKey("route", Route)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def redaction_for(settings: Settings) -> Redaction:
     return Redaction(
         secret_headers=frozenset(name.lower() for name in settings.secret_headers),
@@ -89,17 +101,38 @@ def match_policy_for(settings: Settings) -> MatchPolicy:
     )
 
 
-def load_replay_index(settings: Settings) -> ReplayIndex:
-    """Read every cassette under the directory into the index; bad files are skipped with one warning."""
-    index = ReplayIndex(match_policy_for(settings), skip_server_errors=settings.mode is RecordMode.AUTO)
+@dataclass(slots=True)
+class LoadReport:
+    """What replay found in the cassette directory: how many recordings it serves, and what it left out, why."""
+
+    loaded: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def line(self, directory: Path) -> str:
+        text = f"loaded {self.loaded} recording(s) from {directory}/"
+        if self.skipped:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())
+            text += f"; skipped {sum(self.skipped.values())}: {reasons}"
+        return text
+
+
+def load_replay_index(settings: Settings) -> tuple[ReplayIndex, LoadReport]:
+    """Read every cassette under the directory into the index; bad files are skipped with one warning each."""
+    index = ReplayIndex(match_policy_for(settings), forwards_misses=settings.mode is RecordMode.AUTO)
+    report = LoadReport()
     directory = settings.cassettes
     if directory.is_dir():
         good, bad = load_heads(directory)
         for item in bad:
             log.warning("skipping cassette %s: %s", item.path, item.reason)
+        report.skipped.update("unreadable" for _ in bad)
         for path, interaction in sorted(good, key=lambda pair: pair[1].metadata.recorded_at):
-            index.add(interaction, path)
-    return index
+            reason = index.add(interaction, path)
+            if reason is None:
+                report.loaded += 1
+            else:
+                report.skipped[reason] += 1
+    return index, report
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -188,24 +221,6 @@ async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
-def _is_loopback(remote: str | None) -> bool:
-    if remote is None:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-@web.middleware
-async def proxy_paths_loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`/_proxy/` (health, the report, replay controls) answers only clients on this machine, even when the
-    proxy listens on another address for its `/v1/` traffic."""
-    if request.path.startswith("/_proxy/") and not _is_loopback(request.remote):
-        return error_response(403, "/_proxy/ is served to loopback clients only", "invalid_request_error", "forbidden")
-    return await handler(request)
-
-
 async def handle(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
@@ -227,20 +242,61 @@ async def handle(request: web.Request) -> web.StreamResponse:
         hit, facts = index.lookup(request.method, request.path, query, request.headers, body)
         if hit is not None:
             counts.replayed += 1
+            started = time.perf_counter()
             try:
-                return await replay_response(request, hit, settings.timing, settings.speed)
+                response = await replay_response(request, hit, settings.timing, settings.speed)
             except CassetteError as exc:  # the file changed or broke after it was indexed
+                counts.errors += 1
                 log.warning("cannot replay %s: %s", hit.label, exc)
                 response = error_response(500, f"cannot replay {hit.label}: {exc}", "proxy_error", "bad_cassette")
                 response.headers["x-should-retry"] = "false"
                 return response
+            if trafficlog.enabled():
+                took = (time.perf_counter() - started) * 1000.0
+                label = relative_to(hit.path, settings.cassettes) or hit.label
+                trafficlog.line(
+                    trafficlog.REPLAYED, request.method, request.path, hit.facts.model, response.status, took, label
+                )
+            return response
         if not route.records:
             counts.misses += 1
             if facts is None:
                 facts = RequestFacts.from_parts(request.method, request.path, query, request.headers.items(), body)
-            return miss_response(facts, index)
+            response = miss_response(facts, index)
+            if trafficlog.enabled():
+                trafficlog.line(trafficlog.MISS, request.method, request.path, facts.model, response.status, None, None)
+            return response
     counts.forwarded += 1
     return await forward(request, app[SESSION], route.forward, app[RECORDER], body)
+
+
+@web.middleware
+async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`/_proxy/` tells what was recorded and can reset replay: only this machine may ask, whatever the
+    listening address."""
+    if request.path.startswith("/_proxy/") and not is_loopback(request.remote or ""):
+        return error_response(403, "/_proxy/ answers only on loopback", "invalid_request_error", "forbidden")
+    return await handler(request)
+
+
+async def replay_reset(request: web.Request) -> web.Response:
+    """Every repeat counter back to the first recording: a second run of a test suite starts afresh."""
+    index = request.app.get(REPLAY_INDEX)
+    if index is None:
+        return error_response(409, "this proxy does not replay (mode record)", "invalid_request_error", "not_replaying")
+    return web.json_response({"reset": True, "queues_rewound": index.reset(), "recordings": len(index)})
+
+
+def summary_line(app: web.Application) -> str:
+    """One line for a clean stop: what the proxy did while it ran."""
+    counts = app[COUNTS]
+    recorder = app.get(RECORDER)
+    recorded = recorder.recorded if recorder is not None else 0
+    errors = counts.errors + (recorder.write_errors + recorder.upstream_errors if recorder is not None else 0)
+    return (
+        f"proxy: stopped after {counts.requests} request(s): {recorded} recorded, {counts.replayed} replayed, "
+        f"{counts.misses} miss(es), {errors} error(s)"
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -284,18 +340,18 @@ def create_app(
 ) -> web.Application:
     """The app. `extra_routes` are added before the catch-all forwarding route: the composition root (cli.py)
     hands in routes of other packages this way (the report under `/_proxy/report`), so proxy/ imports none."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels, proxy_paths_loopback_only]
-    )
+    settings = settings.resolved()
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
     app[SETTINGS] = settings
     app[ROUTE] = Route.of(settings)
     app[COUNTS] = Counts()
     if settings.replays:
-        app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)
+        app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)[0]
     if settings.records:
         app.cleanup_ctx.append(_upstream_session)
         app.cleanup_ctx.append(_recording_sinks)
     app.router.add_get("/_proxy/health", health)
+    app.router.add_post("/_proxy/replay/reset", replay_reset)
     app.router.add_routes(extra_routes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

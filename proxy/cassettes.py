@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +42,35 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def relative_path(interaction: Interaction) -> Path:
-    """Where a cassette lives under the cassette directory: day folder, then a readable name."""
+    """Where a cassette lives under the cassette directory: day folder, then a readable name with the model
+    that was asked for and, when another one answered, that one too (`gpt-4o-mini--gpt-4o-mini-2024-07-18`)."""
     stamp = interaction.metadata.recorded_at  # ISO 8601, UTC
     day = stamp[0:10].replace("-", "")
     clock = stamp[11:23].replace(":", "").replace(".", "")
     endpoint = _slug(interaction.request.path.removeprefix("/v1/").replace("/", "-"), 30)
-    model = _slug(interaction.model or "no-model", 40)
+    asked, answered = interaction.requested_model, interaction.model
+    model = _slug(asked or answered or "no-model", 40)
+    if answered and asked and answered != asked:
+        model = f"{model}--{_slug(answered, 40)}"
     return Path(day) / f"{clock}-{endpoint}-{model}-{interaction.id[-8:]}.json"
 
 
 def dumps(interaction: Interaction) -> str:
-    """Indented JSON, except that short lists of scalars (header pairs) stay on one line, for people.
-    json.dumps does the work in C; one regex pass folds the short lists (JSON strings hold no raw newline,
-    and a list whose items contain brackets or braces is left as it is)."""
-    text = json.dumps(interaction.to_json_dict(), indent=2, ensure_ascii=False)
-    return _SHORT_LIST.sub(_fold, text) + "\n"
+    """Indented JSON for people: short lists of scalars (header pairs) stay on one line, and so does each SSE
+    event, so a re-recorded stream diffs event by event. json.dumps does the work in C; a regex pass folds the
+    short lists (JSON strings hold no raw newline, and a list whose items hold brackets or braces is left as
+    it is), and the events, set aside under a marker no JSON value can equal, go back in one per line."""
+    data = interaction.to_json_dict()
+    response = data.get("response", {})
+    events = response.get("events")
+    marker = f"@events-{uuid.uuid4().hex}@"
+    if events:
+        response["events"] = marker
+    text = _SHORT_LIST.sub(_fold, json.dumps(data, indent=2, ensure_ascii=False))
+    if events:
+        lines = ",\n".join("      " + json.dumps(event, ensure_ascii=False) for event in events)
+        text = text.replace(f'"{marker}"', "[\n" + lines + "\n    ]", 1)
+    return text + "\n"
 
 
 _SHORT_LIST = re.compile(r"\[\n\s+([^\[\]{}\n]+(?:,\n\s+[^\[\]{}\n]+){0,3})\n\s*\]")

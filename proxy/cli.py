@@ -29,7 +29,8 @@ def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool
         parser.add_argument(
             "--mode",
             help="record (always forward and record), replay (recordings only, offline), auto (replay hits, "
-            "record misses); VCR.py names all/none/new_episodes are accepted",
+            "record misses), once (record into an empty cassette directory, else replay only); VCR.py names "
+            "all/none/new_episodes are accepted",
         )
     if upstream:
         parser.add_argument("--upstream", metavar="URL", help="where to forward (default https://api.openai.com)")
@@ -62,6 +63,7 @@ def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool
     )
     parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (flags override it)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--quiet", action="store_const", const=True, help="no log line per request")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +139,7 @@ SERVER_KEYS = (
     "timing",
     "speed",
     "log_level",
+    "quiet",
     "mode",
 )
 

@@ -138,6 +138,13 @@ class Interaction(_Lenient):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     @property
+    def requested_model(self) -> str | None:
+        """The model the client asked for."""
+        body = self.request.body.json_
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) else None
+
+    @property
     def model(self) -> str | None:
         """The model that answered (from the response), else the one asked for."""
         for source in (self.response.completion, self.response.body.json_, self.request.body.json_):

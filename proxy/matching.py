@@ -140,6 +140,84 @@ def body_differences(live: Any, recorded: Any, ignore: frozenset[str]) -> list[s
     return [f"body.{key}" for key in fields if live.get(key, _NO_JSON) != recorded.get(key, _NO_JSON)]
 
 
+# What a side of a difference shows when the field is not there at all.
+ABSENT = object()
+_SHOWN_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One differing field with both values, for a miss that says what to change (or to re-record)."""
+
+    field: str  # "body.messages[1].content", "query", "header x-team", "method", "path"
+    recorded: Any = ABSENT
+    requested: Any = ABSENT
+
+    def describe(self) -> str:
+        if self.recorded is ABSENT:
+            return f"{self.field} (requested {shorten(self.requested)}, absent in the recording)"
+        if self.requested is ABSENT:
+            return f"{self.field} (recorded {shorten(self.recorded)}, absent in the request)"
+        return f"{self.field} (recorded {shorten(self.recorded)}, requested {shorten(self.requested)})"
+
+
+def shorten(value: Any) -> str:
+    text = value if isinstance(value, str) and value.startswith("text:") else None
+    if text is None:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def _first_difference(path: str, recorded: Any, live: Any) -> Difference:
+    """The deepest place where two JSON values part, so a long prompt's one changed word is named exactly."""
+    while True:
+        if isinstance(recorded, dict) and isinstance(live, dict):
+            keys = sorted(set(recorded) | set(live))
+            key = next(k for k in keys if recorded.get(k, ABSENT) != live.get(k, ABSENT))
+            path, recorded, live = f"{path}.{key}", recorded.get(key, ABSENT), live.get(key, ABSENT)
+        elif isinstance(recorded, list) and isinstance(live, list) and len(recorded) == len(live):
+            index = next(i for i, (a, b) in enumerate(zip(recorded, live, strict=True)) if a != b)
+            path, recorded, live = f"{path}[{index}]", recorded[index], live[index]
+        else:
+            return Difference(path, recorded, live)
+
+
+def difference_details(live: RequestFacts, recorded: RequestFacts, policy: MatchPolicy) -> list[Difference]:
+    """`differences` with the values on both sides."""
+    found: list[Difference] = []
+    for name in differences(live, recorded, policy):
+        if name.startswith("body."):
+            key = name.removeprefix("body.")
+            found.append(_first_difference(name, recorded.body_json.get(key, ABSENT), live.body_json.get(key, ABSENT)))
+        elif name == "body":
+            found.append(Difference("body", _body_shown(recorded), _body_shown(live)))
+        elif name.startswith("header "):
+            header = name.removeprefix("header ")
+            found.append(Difference(name, _or_absent(recorded.header(header)), _or_absent(live.header(header))))
+        elif name == "query":
+            found.append(_first_difference("query", _query_dict(recorded), _query_dict(live)))
+        else:
+            found.append(Difference(name, getattr(recorded, name), getattr(live, name)))
+    return found
+
+
+def _query_dict(facts: RequestFacts) -> dict[str, Any]:
+    values: dict[str, list[str]] = {}
+    for name, value in facts.query:
+        values.setdefault(name, []).append(value)
+    return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
+
+
+def _or_absent(value: str | None) -> Any:
+    return ABSENT if value is None else value
+
+
+def _body_shown(facts: RequestFacts) -> Any:
+    if facts.body_json is _NO_JSON:
+        return "text:" + facts.body_text
+    return ABSENT if facts.body_json is None else facts.body_json
+
+
 @dataclass(frozen=True, slots=True)
 class Near:
     facts: RequestFacts

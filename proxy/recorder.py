@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from proxy import trafficlog
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
 from proxy.recording import Recording, Redaction, build_interaction
@@ -48,6 +49,11 @@ Derive = Callable[[Interaction, str | None], Any]
 __all__ = ["BACKLOG_WARNING", "Recorder", "WorkerSink", "build_and_write"]
 
 
+# What the traffic log line of a recorded exchange needs: method, path, requested model, status, total ms, and
+# whether the upstream failed. Small, so it crosses back from the worker cheaply.
+Summary = tuple[str, str, str | None, int, float | None, bool]
+
+
 @dataclass(slots=True)
 class _Result:
     interaction: Interaction | None
@@ -55,6 +61,19 @@ class _Result:
     error: str | None
     derived: Any = None
     sink_stats: Any = None
+    summary: Summary | None = None
+
+
+def summary_of(interaction: Interaction) -> Summary:
+    request = interaction.request
+    return (
+        request.method,
+        request.path,
+        interaction.requested_model,
+        interaction.response.status,
+        interaction.timings.total_ms,
+        interaction.outcome.error is not None,
+    )
 
 
 def relative_to(path: Path | None, root: Path) -> str | None:
@@ -85,6 +104,7 @@ def build_and_write(
         error = None
     except OSError as exc:
         path, error = None, f"cannot write cassette in {directory}: {exc.strerror or exc}"
+    summary = summary_of(interaction)
     derived = None
     if derive is not None:
         try:
@@ -96,11 +116,11 @@ def build_and_write(
         sink_stats, derived = sink_submit(derived), None
     if send_back == "none":
         # Nobody in the proxy needs the interaction itself (only its rows): nothing to pickle back.
-        return _Result(None, path, error, derived, sink_stats)
+        return _Result(None, path, error, derived, sink_stats, summary)
     if send_back == "light" and path is not None and interaction.response.events is not None:
         # Listeners (rows, replay index) need no events; the file has them. Keeps the trip back small.
         interaction.response.events = []
-    return _Result(interaction, path, error, derived, sink_stats)
+    return _Result(interaction, path, error, derived, sink_stats, summary)
 
 
 class Recorder:
@@ -122,6 +142,7 @@ class Recorder:
         self.listeners: list[OnRecorded] = []
         self.recorded = 0
         self.write_errors = 0
+        self.upstream_errors = 0  # exchanges the upstream failed (unreachable, timed out, reset)
         self.last_error: str | None = None
         self._reasons_logged: set[str] = set()
         self._in_process = workers == "process"
@@ -361,6 +382,14 @@ class Recorder:
                 self._reasons_logged.clear()
         else:
             self._count_error(result.error)
+        if result.summary is not None:
+            method, path, model, status, total_ms, failed = result.summary
+            self.upstream_errors += failed
+            if trafficlog.enabled():
+                outcome = trafficlog.RECORDED if result.path is not None else trafficlog.FORWARDED
+                trafficlog.line(
+                    outcome, method, path, model, status, total_ms, relative_to(result.path, self.directory)
+                )
         if result.interaction is not None or result.derived is not None:
             for listener in self.listeners:
                 try:

@@ -20,8 +20,8 @@ from proxy import headers
 from proxy.cassettes import CassetteHead, load_cassette
 from proxy.errors import error_body
 from proxy.interaction import REDACTED, Interaction
-from proxy.matching import MatchPolicy, RequestFacts, closest, request_key
-from proxy.recording import body_bytes
+from proxy.matching import MatchPolicy, RequestFacts, closest, difference_details, request_key
+from proxy.recording import CLIENT_LEFT, body_bytes
 from proxy.sse import SSEEvent, encode_event
 
 log = logging.getLogger("proxy.replay")
@@ -96,10 +96,22 @@ def _masked(facts: RequestFacts, query_names: frozenset[str], header_names: froz
     )
 
 
+# Why a recording is not indexed (counted and shown when replay starts).
+NEVER_ANSWERED = "upstream never answered"
+CLIENT_LEFT_AUTO = "client left before the end (auto mode forwards these again)"
+SERVER_ERROR_AUTO = "upstream 5xx (auto mode forwards these again)"
+
+
 class ReplayIndex:
-    def __init__(self, policy: MatchPolicy, *, skip_server_errors: bool = False) -> None:
+    """Recordings by request key, each key a queue replayed in recorded order.
+
+    In replay mode everything the upstream answered is served, a stream the client abandoned included (it
+    replays what was recorded and ends where the recording ended). In auto mode (`forwards_misses`) such
+    fragments and upstream 5xx answers are left out, so they are forwarded again rather than frozen in."""
+
+    def __init__(self, policy: MatchPolicy, *, forwards_misses: bool = False) -> None:
         self.policy = policy
-        self.skip_server_errors = skip_server_errors
+        self.forwards_misses = forwards_misses
         self._queues: dict[str, _Queue] = {}
         self._by_route: dict[tuple[str, str], list[Entry]] = {}
         self._count = 0
@@ -111,17 +123,15 @@ class ReplayIndex:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, interaction: Interaction | CassetteHead, path: Path | None) -> None:
-        """Index one recording. Skipped: exchanges the upstream never answered (proxy-side failures), streams
-        the client abandoned (not an answer, just a fragment of one), and in auto mode upstream 5xx answers, so a
-        passing outage is forwarded again rather than frozen in."""
+    def add(self, interaction: Interaction | CassetteHead, path: Path | None) -> str | None:
+        """Index one recording; return why it was left out, or None when it was indexed."""
         response = interaction.response
         if response.status <= 0 or not response.headers:
-            return
-        if interaction.outcome.incomplete_reason == "client disconnected":
-            return
-        if self.skip_server_errors and response.status >= 500:
-            return
+            return NEVER_ANSWERED
+        if self.forwards_misses and interaction.outcome.incomplete_reason == CLIENT_LEFT:
+            return CLIENT_LEFT_AUTO
+        if self.forwards_misses and response.status >= 500:
+            return SERVER_ERROR_AUTO
         facts = recorded_facts(interaction)
         secret_query = self._secret_query | {name for name, value in facts.query if value == REDACTED}
         secret_headers = self._secret_headers | {
@@ -135,6 +145,15 @@ class ReplayIndex:
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
         self._count += 1
+        return None
+
+    def reset(self) -> int:
+        """Start every queue from its first recording again (a second run of a test suite); returns how many
+        queues had been used."""
+        used = sum(1 for queue in self._queues.values() if queue.used)
+        for queue in self._queues.values():
+            queue.used = 0
+        return used
 
     def live(self, facts: RequestFacts) -> RequestFacts:
         """A live request as the recordings can match it (secret values masked as they were when recorded)."""
@@ -156,9 +175,6 @@ class ReplayIndex:
                     self._raw_keys.clear()
                 self._raw_keys[raw] = key
         return self._take(key), facts
-
-    def next(self, facts: RequestFacts) -> Entry | None:
-        return self._take(request_key(self.live(facts), self.policy))
 
     def _take(self, key: str) -> Entry | None:
         queue = self._queues.get(key)
@@ -185,11 +201,14 @@ def describe_miss(facts: RequestFacts, index: ReplayIndex) -> str:
     used = index.used_up(facts)
     if used:
         return f"{head}: its {used} recording(s) were all used and on_exhausted is 'fail'"
-    near = closest(index.live(facts), index.candidates(facts), index.policy, limit=1)
+    live = index.live(facts)
+    near = closest(live, index.candidates(facts), index.policy, limit=1)
     if not near:
         return f"{head}; there are no recordings to compare with"
     best = near[0]
-    return f"{head}; closest recording: {best.label}, which differs in {', '.join(best.differing) or 'nothing'}"
+    details = difference_details(live, best.facts, index.policy)
+    differing = "; ".join(detail.describe() for detail in details) or "nothing"
+    return f"{head}; closest recording: {best.label}, which differs in {differing}"
 
 
 def miss_response(facts: RequestFacts, index: ReplayIndex) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
@@ -11,7 +10,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from proxy.app import create_app, load_replay_index
+from proxy import trafficlog
+from proxy.app import create_app, is_loopback, load_replay_index, summary_line
 from proxy.errors import CassetteDirError, ProxyError
 from proxy.settings import RecordMode, Settings
 
@@ -24,15 +24,6 @@ def configure_logging(level: str) -> None:
     )
     # aiohttp's access log line per request is noise for a local tool; errors still show.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def startup_line(settings: Settings, port: int) -> str:
@@ -50,13 +41,19 @@ def startup_line(settings: Settings, port: int) -> str:
 async def serve(
     settings: Settings, ready: asyncio.Event | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
 ) -> None:
+    asked = settings.mode
+    settings = settings.resolved()
+    if asked is RecordMode.ONCE:
+        found = "found recordings: replaying only" if settings.replays else "no recordings yet: recording"
+        log.info("mode once: %s in %s", found, settings.cassettes)
     replay_index = None
     if settings.replays:
         if settings.mode is RecordMode.REPLAY and not settings.cassettes.is_dir():
             raise CassetteDirError(f"cassette directory not found: {settings.cassettes}")
-        replay_index = load_replay_index(settings)
+        replay_index, report = load_replay_index(settings)
         if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
-            raise CassetteDirError(f"no usable cassettes in {settings.cassettes}")
+            raise CassetteDirError(f"no usable cassettes in {settings.cassettes} ({report.line(settings.cassettes)})")
+        print(f"proxy {settings.mode.value}: {report.line(settings.cassettes)}", flush=True)
     app = create_app(settings, replay_index, extra_routes)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
     await runner.setup()
@@ -94,10 +91,13 @@ async def serve(
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        print(summary_line(app), flush=True)
 
 
 def run(settings: Settings, extra_routes: Sequence[web.AbstractRouteDef] = ()) -> None:
     configure_logging(settings.log_level)
+    if settings.quiet:
+        trafficlog.quiet()
     # Recording work runs in threads; a short switch interval keeps them from holding the GIL for the
     # default 5 ms while a streamed chunk waits to be forwarded.
     sys.setswitchinterval(0.0005)

@@ -22,6 +22,7 @@ class RecordMode(StrEnum):
     RECORD = "record"  # always forward and record (VCR.py `all`)
     REPLAY = "replay"  # only serve recordings, never contact upstream (VCR.py `none`, mitmproxy server replay)
     AUTO = "auto"  # replay a hit, forward and record a miss (VCR.py `new_episodes`)
+    ONCE = "once"  # record if the cassette directory holds no recordings, else replay only (VCR.py `once`)
 
     @classmethod
     def parse(cls, value: str) -> RecordMode:
@@ -68,6 +69,7 @@ class Settings(BaseModel):
     timing: Literal["fast", "original"] = "fast"
     speed: float = Field(default=1.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    quiet: bool = False  # no line per request
     prices: dict[str, PriceSetting] = Field(default_factory=dict)  # by model name, case ignored
 
     @field_validator("mode", mode="before")
@@ -85,6 +87,15 @@ class Settings(BaseModel):
     @property
     def db_path(self) -> Path:
         return self.db if self.db is not None else self.cassettes.resolve().parent / "traffic.duckdb"
+
+    def resolved(self) -> Settings:
+        """`once` decided: replay when the cassette directory holds any recording, else record."""
+        if self.mode is not RecordMode.ONCE:
+            return self
+        has_recordings = self.cassettes.is_dir() and any(
+            not path.name.startswith(".") for path in self.cassettes.rglob("*.json")
+        )
+        return self.model_copy(update={"mode": RecordMode.REPLAY if has_recordings else RecordMode.RECORD})
 
     @property
     def records(self) -> bool:

@@ -110,8 +110,10 @@ class SampleUpstream(FakeUpstream):
         body = json.loads(await request.read() or b"{}")
         question = body.get("messages", [{}])[-1].get("content", "")
         if question == HAIKU[0]["content"]:
+            # laid out as the API lays out its errors: indented by four, with a final newline
             return web.json_response(
                 RATE_LIMITED,
+                dumps=lambda value: json.dumps(value, indent=4) + "\n",
                 status=429,
                 headers={
                     "x-request-id": "req_SampleRateLimited04",

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.matching import MatchPolicy, RequestFacts, closest, differences, request_key
 from proxy.recording import Recording, Redaction, build_interaction
@@ -203,4 +204,5 @@ def test_recorded_request_matches_the_live_request_it_came_from(body: bytes, que
     interaction = build_interaction(recording, Redaction(secret_query_params=frozenset({"key"})))
     index = ReplayIndex(MatchPolicy(on_exhausted="fail"))
     index.add(interaction, None)
-    assert index.next(RequestFacts.from_parts("POST", PATH, query, headers, body)) is not None
+    hit, _ = index.lookup("POST", PATH, query, CIMultiDictProxy(CIMultiDict(headers)), body)
+    assert hit is not None

@@ -264,7 +264,9 @@ async def test_secret_query_parameter_redacted_in_the_cassette_still_matches(
                 model="gpt-4o-mini", messages=MESSAGES, extra_query={**query, "api-version": "2025-01-01"}
             )
     assert hit.choices[0].message.content == "Hello over a keyed URL!"
-    assert caught.value.message.endswith("which differs in query")
+    assert caught.value.message.endswith(
+        'which differs in query.api-version (recorded "2024-06-01", requested "2025-01-01")'
+    )
 
 
 # --- 4. a miss explains itself and is not retried --------------------------------------------------------

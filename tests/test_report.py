@@ -22,7 +22,7 @@ from aiohttp.test_utils import make_mocked_request
 from analytics.query import import_directory
 from analytics.report import write_report
 from analytics.report_routes import report_routes
-from proxy.app import create_app, proxy_paths_loopback_only
+from proxy.app import create_app, loopback_only
 from proxy.interaction import Interaction, RecordedEvent
 from proxy.settings import Settings
 from tests.chunks import content_delta, make_choice, make_chunk, role_delta
@@ -98,10 +98,10 @@ async def test_proxy_paths_answer_loopback_clients_only() -> None:
 
     for remote, status in (("10.1.2.3", 403), ("192.168.0.7", 403), ("127.0.0.1", 200), ("::1", 200)):
         request = make_mocked_request("GET", "/_proxy/report", transport=_Transport(remote))
-        response = await proxy_paths_loopback_only(request, handler)
+        response = await loopback_only(request, handler)
         assert response.status == status, remote
     request = make_mocked_request("POST", "/v1/chat/completions", transport=_Transport("10.1.2.3"))
-    assert (await proxy_paths_loopback_only(request, handler)).status == 200  # the API itself is not restricted
+    assert (await loopback_only(request, handler)).status == 200  # the API itself is not restricted
 
 
 class _Transport:

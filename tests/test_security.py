@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from analytics.query import export_parquet
-from proxy.server import is_loopback
+from proxy.app import is_loopback
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message
 from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, wait_for_cassettes
 

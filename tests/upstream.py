@@ -13,6 +13,10 @@ sends it through `extra_headers`). Behaviour knobs are headers too, so one serve
     x-stall-after   go silent for 5 s after this many pieces (a stall mid-stream)
     x-hang-ms       sleep this long before sending the headers
     x-gzip          send the body gzip-compressed with Content-Encoding: gzip
+    x-end-hold-ms   after the last piece, keep the body open this long before ending it (a stream whose
+                    `[DONE]` came well before the end of its body)
+
+Error bodies are laid out as the real API lays them out: indented by four spaces, with a final newline.
 
 Every request is kept in `received` and every body byte sent in `sent`, keyed by a request counter that
 the response carries in `x-request-id`.
@@ -84,8 +88,9 @@ class FakeUpstream:
                         "code": None,
                         "param": None,
                     }
-                }
-            ).encode()
+                },
+                indent=4,
+            ).encode() + b"\n"
             headers = {"x-request-id": request_id, "content-type": "application/json"}
             if "x-retry-after" in request.headers:
                 headers["retry-after"] = request.headers["x-retry-after"]
@@ -123,6 +128,7 @@ class FakeUpstream:
             pieces = [data[i : i + size] for i in range(0, len(data), size)]
         gap = int(request.headers.get("x-gap-ms", "0")) / 1000
         reset_after = int(request.headers.get("x-reset-after", "-1"))
+        end_hold = int(request.headers.get("x-end-hold-ms", "0")) / 1000
         stall_after = int(request.headers.get("x-stall-after", "-1"))
         hold = int(request.headers.get("x-hold-ms", "0")) / 1000
         response = web.StreamResponse(
@@ -153,6 +159,8 @@ class FakeUpstream:
                     await asyncio.sleep(hold)
                 if gap:
                     await asyncio.sleep(gap)
+            if end_hold:
+                await asyncio.sleep(end_hold)
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1
             self.sent[request_id] = bytes(sent)
