@@ -3,7 +3,7 @@
 Everything is inline (CSS, a little script, SVG charts drawn by svg.py, the data of the listed interactions),
 and a Content-Security-Policy forbids the page any other request, so it opens from a file, an e-mail or a CI
 artifact with no network. Aggregation happens in DuckDB (report_data.py); the page holds only aggregates and
-the top-N lists, so its size does not grow with the traffic (about 100 kB at 100,000 interactions or more).
+the top-N lists, so its size does not grow with the traffic (about 200 kB at 1,000,000 interactions).
 
 The interactions the page lists are embedded with their conversation and chunk timeline. Served by a running
 proxy (`/_proxy/report`), the page can also open any other interaction by id: it fetches
@@ -13,7 +13,7 @@ proxy (`/_proxy/report`), the page can also open any other interaction by id: it
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -79,16 +79,25 @@ def _per_day(daily: Sequence[tuple[Any, ...]], column: int) -> tuple[list[str], 
     return days, series
 
 
+def _tick_label(bucket: str) -> Callable[[str], str]:
+    """How a column's date is written under it: `11-22` for days and weeks (their first day), `2026-11` for months."""
+    if bucket == "month":
+        return lambda text: text[:7]
+    return lambda text: text[5:]
+
+
 def charts(data: ReportData) -> str:
-    parts = ['<h2 id="traffic">Traffic per day (UTC) by model</h2><div class="grid">']
+    unit_name = data.bucket
+    parts = [f'<h2 id="traffic">Traffic per {unit_name} (UTC) by model</h2><div class="grid">']
     for name, title, column, unit in (
-        ("requests", "Requests per day", 2, ""),
-        ("tokens", "Tokens per day", 3, ""),
-        ("cost", "Cost per day (USD; unpriced models count as nothing)", 4, "$"),
+        ("requests", f"Requests per {unit_name}", 2, ""),
+        ("tokens", f"Tokens per {unit_name}", 3, ""),
+        ("cost", f"Cost per {unit_name} (USD; unpriced models count as nothing)", 4, "$"),
     ):
         days, series = _per_day(data.daily, column)
-        svg = stacked_columns(days, series, label=title, unit=unit)
-        parts.append(_figure(name, title, svg, ["day", "model", "requests", "tokens", "cost_usd"], data.daily))
+        svg = stacked_columns(days, series, label=title, unit=unit, tick_label=_tick_label(unit_name))
+        numbers = [(row[0], row[1], row[column]) for row in data.daily]
+        parts.append(_figure(name, title, svg, [unit_name, "model", name if name != "cost" else "cost_usd"], numbers))
     parts.append('</div><h2 id="speed">Latency and time to first token (successful responses)</h2><div class="grid">')
     labels = ["p50", "p95", "p99"]
     latency = [(row[0], [row[2], row[3], row[4]]) for row in data.percentiles]

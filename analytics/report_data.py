@@ -24,7 +24,7 @@ WITH ranked AS (
     SELECT coalesce(model, '(unknown)') AS model, count(*) AS n FROM {source} GROUP BY 1
     ORDER BY n DESC, model LIMIT {top}
 )
-SELECT strftime(CAST(recorded_at AS DATE), '%Y-%m-%d') AS day,
+SELECT strftime(date_trunc('{bucket}', recorded_at), '%Y-%m-%d') AS day,
     CASE WHEN coalesce(i.model, '(unknown)') IN (SELECT model FROM ranked)
         THEN coalesce(i.model, '(unknown)') ELSE '(other)' END AS model,
     count(*) AS requests,
@@ -105,6 +105,7 @@ class ReportData:
     failed: list[tuple[Any, ...]]
     unpriced: list[tuple[Any, ...]]
     window: tuple[datetime | None, datetime | None] = (None, None)
+    bucket: str = "day"  # of the per-day charts: day, week or month (see bucket_for)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def top_ids(self) -> list[str]:
@@ -116,21 +117,30 @@ class ReportData:
         return list(seen)
 
 
+def bucket_for(first: datetime | None, last: datetime | None) -> str:
+    """Days for up to three months of traffic, weeks up to two years, months beyond: a chart keeps <= ~100 bars."""
+    if first is None or last is None:
+        return "day"
+    span = (last - first).days
+    return "day" if span <= 92 else "week" if span <= 730 else "month"
+
+
 def report_data(
     con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: datetime | None = None, top: int = TOP_N
 ) -> ReportData:
     source, params = window_source(since, until)
 
     def rows(sql: str, limit: int = top) -> list[tuple[Any, ...]]:
-        text = sql.format(source=source, top=limit)
+        text = sql.format(source=source, top=limit, bucket=bucket)
         # the windowed source is a subquery with parameters: one set per time it appears
         return con.execute(text, params * text.count(source) if params else []).fetchall()
 
     totals_cursor = con.execute(_TOTALS.format(source=source), params)
     names = [item[0] for item in totals_cursor.description or []]
-    totals_row = totals_cursor.fetchone() or ()
+    totals = dict(zip(names, totals_cursor.fetchone() or (), strict=True))
+    bucket = bucket_for(totals.get("first"), totals.get("last"))
     return ReportData(
-        totals=dict(zip(names, totals_row, strict=True)),
+        totals=totals,
         daily=rows(_DAILY, TOP_MODELS),
         percentiles=rows(_PERCENTILES, 15),
         finish_reasons=rows(_FINISH),
@@ -142,4 +152,5 @@ def report_data(
         failed=rows(_FAILED),
         unpriced=rows(_UNPRICED),
         window=(since, until),
+        bucket=bucket,
     )

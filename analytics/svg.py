@@ -9,7 +9,7 @@ All text is escaped; numbers are formatted here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 PALETTE = (
@@ -76,9 +76,10 @@ def stacked_columns(
     unit: str = "",
     width: int = 760,
     height: int = 220,
+    tick_label: Callable[[str], str] = lambda text: text[5:],
 ) -> str:
-    """One column per category (a day), stacked by series (models); a legend below. None counts as 0 in
-    the stack but is named as unknown in its title."""
+    """One column per category (a day: `tick_label` writes it under the column, MM-DD by default), stacked by series
+    (models); a legend below. A None adds nothing to the stack."""
     if not categories or not series:
         return _empty(width, label)
     left, right, top, bottom = 56, 8, 10, 36
@@ -117,7 +118,7 @@ def stacked_columns(
             cx = left + step * i + step / 2
             body.append(
                 f'<text x="{cx:.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#555">'
-                f"{escape(category[5:])}</text>"
+                f"{escape(tick_label(category))}</text>"
             )
     for s, (name, _) in enumerate(series):
         lx = left + (s % 4) * 175

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pytest
 
 from analytics.prices import PINNED_VERSION, genai_price, installed_version, overrides_from, source_description
 from analytics.pricing import Price, PriceTable, Tier, cost_usd
+from analytics.report_data import bucket_for
 from analytics.stream_metrics import carries_output, stream_metrics
 from analytics.svg import fmt_number, horizontal_bars, nice_max, stacked_columns, timeline
 from proxy.headers import split_tags
@@ -197,3 +198,15 @@ def test_timeline_has_one_tick_per_event_and_marks_first_token() -> None:
                    ttft_ms=300.0)  # fmt: skip
     assert svg.count('class="tick"') == 3
     assert "first token 300 ms" in svg
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "bucket"),
+    [(None, None, "day"), ("2026-01-01", "2026-03-01", "day"), ("2026-01-01", "2026-12-31", "week"),
+     ("2024-01-01", "2026-12-31", "month")],
+)  # fmt: skip
+def test_the_traffic_charts_keep_to_about_a_hundred_columns(first: str | None, last: str | None, bucket: str) -> None:
+    def moment(text: str | None) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(text)
+
+    assert bucket_for(moment(first), moment(last)) == bucket
