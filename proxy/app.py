@@ -26,6 +26,7 @@ from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
 from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
 from proxy.settings import RecordMode, Settings
+from proxy.stored_routes import add_stored_routes
 from proxy.worker import WorkerSink
 
 log = logging.getLogger("proxy")
@@ -352,6 +353,8 @@ def create_app(
         app.cleanup_ctx.append(_recording_sinks)
     app.router.add_get("/_proxy/health", health)
     app.router.add_post("/_proxy/replay/reset", replay_reset)
+    if settings.replays and settings.stored_completions == "local":
+        add_stored_routes(app, app[REPLAY_INDEX], settings.cassettes, store_all=settings.store_all)
     app.router.add_routes(extra_routes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

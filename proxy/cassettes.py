@@ -146,10 +146,37 @@ def _validate(data: dict[str, Any], model: type[_Loaded]) -> _Loaded:
         raise CassetteError(f"missing or invalid {where}: {first['msg']}") from None
 
 
+class CompletionHead(BaseModel):
+    """The fields of a recorded chat completion that the stored-completions index sorts and filters on.
+    Typed loosely so that any JSON object validates (a body that is not a completion is not a bad cassette);
+    the reader checks the types."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: Any = None
+    object: Any = None
+    created: Any = None
+    model: Any = None
+
+
+class _BodyHead(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # A JSON object body is read only for the completion's few head fields; any other JSON value is kept as is.
+    json_: CompletionHead | Any = Field(default=None, alias="json", union_mode="left_to_right")
+
+
 class _ResponseHead(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: int
     headers: HeaderList = Field(default_factory=list)
+    body: _BodyHead = Field(default_factory=_BodyHead)
+    completion: CompletionHead | None = None  # of a reassembled stream
+
+    @property
+    def completion_head(self) -> CompletionHead | None:
+        """The head of the chat completion this response carries, for a plain or a streamed answer."""
+        if self.completion is not None:
+            return self.completion
+        return self.body.json_ if isinstance(self.body.json_, CompletionHead) else None
 
 
 class CassetteHead(BaseModel):
@@ -172,9 +199,23 @@ def head_of(interaction: Interaction) -> CassetteHead:
         id=interaction.id,
         metadata=interaction.metadata,
         request=interaction.request,
-        response=_ResponseHead(status=interaction.response.status, headers=interaction.response.headers),
+        response=_ResponseHead.model_validate(
+            {
+                "status": interaction.response.status,
+                "headers": interaction.response.headers,
+                "body": {"json": _head_fields(interaction.response.body.json_)},
+                "completion": _head_fields(interaction.response.completion),
+            }
+        ),
         outcome=interaction.outcome,
     )
+
+
+def _head_fields(value: Any) -> Any:
+    """Only what a head keeps of a JSON body: the completion's head fields of an object, nothing of the rest."""
+    if not isinstance(value, dict):
+        return None
+    return {key: value[key] for key in ("id", "object", "created", "model") if key in value}
 
 
 def load_head(path: Path) -> CassetteHead:

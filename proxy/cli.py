@@ -66,6 +66,23 @@ def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool
     parser.add_argument("--quiet", action="store_const", const=True, help="no log line per request")
 
 
+def _stored_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store-all",
+        dest="store_all",
+        action="store_const",
+        const=True,
+        help="the stored-completions API (GET /v1/chat/completions...) lists every recorded chat completion, "
+        "not only those created with store: true",
+    )
+    parser.add_argument(
+        "--stored-completions",
+        choices=("local", "forward"),
+        help="answer the stored-completions API from the recordings (local, the default), or handle its calls "
+        "like any other request (forward: in auto mode, replayed if recorded, else forwarded and recorded)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proxy",
@@ -89,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = command("replay", "serve recordings offline: no upstream, no API key")
     replay.add_argument("cassettes", metavar="DIR", type=Path, help="directory of cassettes (searched recursively)")
     _server_flags(replay, mode=False, upstream=False, cassettes_flag=False)
+    _stored_flags(replay)
     serve = command("serve", "the general form: --mode record|replay|auto")
     _server_flags(serve, mode=True, upstream=True, cassettes_flag=True)
+    _stored_flags(serve)
 
     def reader_flags(cmd: argparse.ArgumentParser, *, lake: bool = True) -> None:
         cmd.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
@@ -141,6 +160,8 @@ SERVER_KEYS = (
     "log_level",
     "quiet",
     "mode",
+    "store_all",
+    "stored_completions",
 )
 
 

@@ -27,14 +27,14 @@ class CassetteDirError(ProxyError):
     pass
 
 
-def error_body(message: str, type_: str, code: str | None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}).encode()
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "code": code, "param": param}}).encode()
 
 
-def error_response(status: int, message: str, type_: str, code: str | None) -> web.Response:
+def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> web.Response:
     return web.Response(
         status=status,
-        body=error_body(message, type_, code),
+        body=error_body(message, type_, code, param),
         content_type="application/json",
         headers={"x-proxy-error": code or type_},
     )

@@ -173,7 +173,9 @@ class ChatCompletion(Lenient):
     usage: CompletionUsage | None = None
     service_tier: str | None = None
     system_fingerprint: str | None = None
-    # Also in the API, kept as extras: `moderation`, `metadata`.
+    # A stored completion's tags (the stored Chat Completions API serves it); absent from a create's answer.
+    metadata: dict[str, str] | None = None
+    # Also in the API, kept as extras: `moderation`.
 
 
 # --- streaming -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,9 +120,17 @@ class ReplayIndex:
         # names whose values some recording holds only as REDACTED: masked the same way in live requests
         self._secret_query: frozenset[str] = frozenset()
         self._secret_headers: frozenset[str] = frozenset()
+        # told of each recording indexed from now on (the stored-completions index follows this one)
+        self.listeners: list[Callable[[Interaction | CassetteHead, Path | None], None]] = []
 
     def __len__(self) -> int:
         return self._count
+
+    def recordings(self) -> Iterator[tuple[Interaction | CassetteHead, Path | None]]:
+        """Every recording indexed so far, with its cassette path."""
+        for entries in self._by_route.values():
+            for entry in entries:
+                yield entry.record, entry.path
 
     def add(self, interaction: Interaction | CassetteHead, path: Path | None) -> str | None:
         """Index one recording; return why it was left out, or None when it was indexed."""
@@ -145,6 +154,8 @@ class ReplayIndex:
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
         self._count += 1
+        for listener in self.listeners:
+            listener(interaction, path)
         return None
 
     def reset(self) -> int:

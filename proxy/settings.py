@@ -68,6 +68,10 @@ class Settings(BaseModel):
     on_exhausted: Literal["repeat", "fail"] = "repeat"
     timing: Literal["fast", "original"] = "fast"
     speed: float = Field(default=1.0, gt=0)
+    # The stored Chat Completions API (replay and auto): "local" answers it from the recordings, "forward"
+    # handles its calls like any other request. store_all lists every recorded completion, not only store: true.
+    stored_completions: Literal["local", "forward"] = "local"
+    store_all: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     quiet: bool = False  # no line per request
     prices: dict[str, PriceSetting] = Field(default_factory=dict)  # by model name, case ignored

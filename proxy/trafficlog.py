@@ -3,7 +3,8 @@
     12:00:01,123 INFO proxy.traffic: replayed POST /v1/chat/completions gpt-4o-mini 200 3.1ms 20261201/x.json
 
 The outcome word is one of `recorded`, `replayed`, `forwarded` (sent upstream, but no cassette was written),
-`miss`. Nothing secret is in it: no headers, no bodies, no query string.
+`miss`, `stored` (answered by the stored Chat Completions API from the recordings). Nothing secret is in it:
+no headers, no bodies, no query string.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ RECORDED = "recorded"
 REPLAYED = "replayed"
 FORWARDED = "forwarded"
 MISS = "miss"
+STORED = "stored"
 
 
 def enabled() -> bool:

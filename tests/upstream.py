@@ -80,23 +80,26 @@ class FakeUpstream:
                 raise
         status = int(request.headers.get("x-status", "200"))
         if status != 200:
-            payload = json.dumps(
-                {
-                    "error": {
-                        "message": f"fake upstream says {status}",
-                        "type": "rate_limit_error" if status == 429 else "server_error",
-                        "code": None,
-                        "param": None,
-                    }
-                },
-                indent=4,
-            ).encode() + b"\n"
+            payload = (
+                json.dumps(
+                    {
+                        "error": {
+                            "message": f"fake upstream says {status}",
+                            "type": "rate_limit_error" if status == 429 else "server_error",
+                            "code": None,
+                            "param": None,
+                        }
+                    },
+                    indent=4,
+                ).encode()
+                + b"\n"
+            )
             headers = {"x-request-id": request_id, "content-type": "application/json"}
             if "x-retry-after" in request.headers:
                 headers["retry-after"] = request.headers["x-retry-after"]
             self.sent[request_id] = payload
             return web.Response(status=status, body=payload, headers=headers)
-        if request.path != "/v1/chat/completions":
+        if request.path != "/v1/chat/completions" or request.method != "POST":  # a create; else a listing
             listing = json.dumps({"object": "list", "data": [], "path": request.path, "query": request.query_string})
             self.sent[request_id] = listing.encode()
             return web.Response(
