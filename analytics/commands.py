@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from analytics.db import AnalyticsError
-from analytics.query import export_parquet, import_directory, render, run_sql, stats
+from analytics.prices import overrides_from, price_table, source_description
+from analytics.query import export_parquet, import_directory, render, run_sql
+from analytics.render import records
+from analytics.stats import stats
+from proxy.errors import ConfigError
+from proxy.settings import Settings, load_settings
 
 
 def _fail(message: str) -> int:
@@ -23,35 +30,66 @@ def _print_lines(lines: Iterable[str]) -> None:
         out.write("\n")
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(getattr(args, "config", None), {})
+    except ConfigError as exc:
+        raise AnalyticsError(str(exc)) from None
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     try:
-        columns, rows = run_sql(args.db, args.query)
+        columns, rows = run_sql(args.db, args.query, getattr(args, "lake", None))
         _print_lines(render(columns, rows, args.format))
     except AnalyticsError as exc:
         return _fail(str(exc))
     return 0
 
 
-def _parse_since(text: str | None) -> datetime | None:
+def parse_moment(text: str | None, flag: str, *, end_of_day: bool = False) -> datetime | None:
+    """An ISO date or date-time; with `end_of_day`, a bare date means the end of that day (until is exclusive,
+    so `--until 2026-11-30` includes the 30th)."""
     if text is None:
         return None
     try:
+        if end_of_day and len(text.strip()) == 10:
+            return datetime.combine(date.fromisoformat(text.strip()) + timedelta(days=1), datetime.min.time())
         return datetime.fromisoformat(text)
     except ValueError:
-        raise AnalyticsError(f"--since {text!r} is not an ISO date or date-time (e.g. 2026-11-01)") from None
+        raise AnalyticsError(f"{flag} {text!r} is not an ISO date or date-time (e.g. 2026-11-01)") from None
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     try:
-        sections = stats(args.db, _parse_since(args.since))
-        for number, section in enumerate(sections):
-            if number:
+        settings = _settings(args)
+        sections = stats(
+            args.db,
+            parse_moment(args.since, "--since"),
+            parse_moment(getattr(args, "until", None), "--until", end_of_day=True),
+            getattr(args, "by", "model"),
+            getattr(args, "lake", None),
+        )
+        prices = source_description(overrides_from(settings.prices))
+        fmt = getattr(args, "format", "table")
+        if fmt == "csv":
+            _print_lines(render(sections[0].columns, sections[0].rows, "csv"))
+        elif fmt == "json":
+            body = {
+                "prices": prices,
+                "sections": [
+                    {"title": section.title, "rows": records(section.columns, section.rows)} for section in sections
+                ],
+            }
+            print(json.dumps(body, ensure_ascii=False, indent=1))
+        else:
+            print(f"prices: {prices} (costs are computed when a row is recorded or imported)")
+            for section in sections:
                 print()
-            print(f"## {section.title}")
-            if section.rows:
-                _print_lines(render(section.columns, section.rows, "table"))
-            else:
-                print("(none)")
+                print(f"## {section.title}")
+                if section.rows:
+                    _print_lines(render(section.columns, section.rows, "table"))
+                else:
+                    print("(none)")
     except AnalyticsError as exc:
         return _fail(str(exc))
     return 0
@@ -59,12 +97,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     try:
-        report = import_directory(args.db, args.cassettes)
+        settings = _settings(args)
+        report = import_directory(args.db, args.cassettes, prices=price_table(overrides_from(settings.prices)))
     except AnalyticsError as exc:
         return _fail(str(exc))
     print(
         f"imported {report.imported} interaction(s) into {args.db}; "
-        f"{report.skipped_existing} already there; {len(report.bad)} bad cassette(s)"
+        f"{report.skipped_existing} already there (their cost, tags and timings refreshed); "
+        f"{len(report.bad)} bad cassette(s)"
     )
     for bad in report.bad:
         print(f"  skipped {bad.path}: {bad.reason}", file=sys.stderr)
@@ -76,8 +116,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = export_parquet(args.db, args.out)
     except AnalyticsError as exc:
         return _fail(str(exc))
+    if report.run_id is None:
+        print(f"nothing new to export to {args.out}/ (every interaction of {args.db} is there already)")
+        return 0
     print(
-        f"exported {report.interactions} interaction(s) and {report.choices} choice(s) to {args.out}/ "
-        f"(Parquet, partitioned by day)"
+        f"exported {report.interactions} new interaction(s) and {report.choices} choice(s) to {args.out}/ "
+        f"(Parquet, partitioned by day; run {report.run_id[:12]})"
     )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from analytics.report import write_report
+
+    try:
+        settings = _settings(args)
+        cassettes = args.cassettes if args.cassettes is not None else settings.cassettes
+        out = Path(args.out)
+        count = write_report(
+            out,
+            args.db,
+            lake=getattr(args, "lake", None),
+            cassettes=cassettes,
+            prices=source_description(overrides_from(settings.prices)),
+            since=parse_moment(args.since, "--since"),
+            until=parse_moment(args.until, "--until", end_of_day=True),
+        )
+    except AnalyticsError as exc:
+        return _fail(str(exc))
+    print(f"wrote {out} ({count} interactions; open it in a browser, it needs no network)")
     return 0

@@ -1,4 +1,4 @@
-"""What the analytics commands call: run SQL, summary stats, import cassettes, export Parquet (render.py prints).
+"""What the analytics commands call: run SQL, import cassettes; stats (stats.py) and the lake (lake.py) beside.
 
 Each function takes a database path and returns plain values; failures the user should see are
 `AnalyticsError` with a one-line message. Reading opens the file read-only for the duration of one call
@@ -11,17 +11,19 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pyarrow as pa
 
-from analytics.db import AnalyticsError, reading, writing
+from analytics.db import AnalyticsError, writing
+from analytics.lake import ExportReport, export_parquet
+from analytics.pricing import PriceTable
 from analytics.render import FORMATS, JSONText, render
-from analytics.rows import interaction_rows
-from analytics.schema import errors_sql, finish_reasons_sql, latency_sql, usage_by_day_sql, usage_by_model_sql
+from analytics.rows import default_prices, interaction_rows
+from analytics.sources import source_connection
+from analytics.stats import Section, stats
 from analytics.store import RowSet, write_isolating
 from proxy.cassettes import BadCassette, CassetteError, iter_cassette_paths, load_cassette
 
@@ -40,23 +42,11 @@ __all__ = [
 ]
 
 
-class Section(NamedTuple):
-    title: str
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-
-
 @dataclass
 class ImportReport:
     imported: int = 0
     skipped_existing: int = 0
     bad: list[BadCassette] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    interactions: int
-    choices: int
 
 
 # --- SQL ---
@@ -72,12 +62,14 @@ def _arrow_rows(table: Any, types: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True)) if columns else []
 
 
-def run_sql(db_path: Path | str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run SQL (several statements: the last one's result) on a read-only connection; return columns, rows.
-    Values of JSON-typed columns come back as JSONText."""
+def run_sql(
+    db_path: Path | str, sql: str, lake: Path | str | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run SQL (several statements: the last one's result) on a read-only connection to the database, or to
+    the lake when `lake` is given; return columns, rows. Values of JSON-typed columns come back as JSONText."""
     if not sql.strip():
         raise AnalyticsError("empty query")
-    with reading(db_path) as con:
+    with source_connection(db_path, lake) as con:
         relation = con.sql(sql)
         if relation is None:
             return [], []
@@ -88,50 +80,6 @@ def run_sql(db_path: Path | str, sql: str) -> tuple[list[str], list[tuple[Any, .
             return columns, _arrow_rows(table, types)
         except pa.ArrowException as exc:
             raise AnalyticsError(f"cannot convert the result: {exc}") from None
-
-
-# --- stats ---
-
-_TOTALS_SQL = """
-SELECT count(*) AS requests,
-    count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL) AS errors,
-    count(*) FILTER (WHERE status BETWEEN 400 AND 499) AS status_4xx,
-    count(*) FILTER (WHERE status >= 500 OR status < 100) AS status_5xx_or_none,
-    count(*) FILTER (WHERE incomplete) AS incomplete,
-    count(*) FILTER (WHERE stream) AS streams,
-    count(*) FILTER (WHERE stream AND usage_missing) AS streams_without_usage
-FROM {source}"""
-
-_TOP_ERRORS_SQL = """
-SELECT status, coalesce(error, incomplete_reason, '(no message)') AS error, count(*) AS count
-FROM ({errors})
-GROUP BY ALL
-ORDER BY count DESC, status, error
-LIMIT 10"""
-
-
-def stats(db_path: Path | str, since: datetime | None = None) -> list[Section]:
-    """The `proxy stats` summary, over interactions recorded at or after `since` (UTC when naive)."""
-    source, params = "interactions", []
-    if since is not None:
-        if since.tzinfo is not None:
-            since = since.astimezone(UTC).replace(tzinfo=None)
-        source, params = "(SELECT * FROM interactions WHERE recorded_at >= ?)", [since]
-    queries = [
-        ("Requests and tokens by model", usage_by_model_sql(source)),
-        ("Requests and tokens by day (UTC)", usage_by_day_sql(source)),
-        ("Finish reasons", finish_reasons_sql(source)),
-        ("Latency and time to first byte, ms (successful responses)", latency_sql(source)),
-        ("Errors and incomplete", _TOTALS_SQL.format(source=source)),
-        ("Most frequent errors", _TOP_ERRORS_SQL.format(errors=errors_sql(source))),
-    ]
-    sections = []
-    with reading(db_path) as con:
-        for title, sql in queries:
-            cursor = con.execute(sql, params)
-            columns = [item[0] for item in cursor.description or []]
-            sections.append(Section(title, columns, cursor.fetchall()))
-    return sections
 
 
 # --- import and export ---
@@ -152,14 +100,18 @@ def _insert(db_path: Path | str, root: Path, batch: list[RowSet]) -> tuple[int, 
         refused.append(BadCassette(root / rowset[0]["cassette"], f"database refused it: {reason}"))
 
     with writing(db_path) as con:
-        inserted = write_isolating(con, batch, refuse)
+        inserted = write_isolating(con, batch, refuse, refresh=True)
     return inserted, refused
 
 
-def import_directory(db_path: Path | str, cassette_dir: Path | str, batch_size: int = 5000) -> ImportReport:
+def import_directory(
+    db_path: Path | str, cassette_dir: Path | str, batch_size: int = 5000, prices: PriceTable | None = None
+) -> ImportReport:
     """Add every cassette under cassette_dir (recursively) to the database, creating it if needed.
-    Interactions already stored (by id) are skipped, so importing twice adds nothing. Unreadable cassettes,
-    and rows the database refuses, are returned in `bad` rather than raised.
+    Interactions already stored (by id) are not added again, so importing twice adds nothing; their derived
+    columns (cost with `prices`, tags, timings) are refreshed from the cassette, which fills them in for rows
+    written before those columns existed. Unreadable cassettes, and rows the database refuses, are returned
+    in `bad` rather than raised.
 
     Parsing is a plain loop (JSON and pydantic hold the GIL, so parsing threads only contend); each batch
     is inserted in a second thread while the next one is parsed (DuckDB releases the GIL)."""
@@ -169,6 +121,7 @@ def import_directory(db_path: Path | str, cassette_dir: Path | str, batch_size: 
     with writing(db_path):
         pass  # create the database (and check it can be written) before any parsing
     report = ImportReport()
+    table = prices if prices is not None else default_prices()
     prefix = str(root) + os.sep
     paths = iter_cassette_paths(root)
 
@@ -184,7 +137,7 @@ def import_directory(db_path: Path | str, cassette_dir: Path | str, batch_size: 
             batch: list[RowSet] = []
             for path in chunk:
                 try:
-                    batch.append(interaction_rows(load_cassette(path), _relative(path, prefix)))
+                    batch.append(interaction_rows(load_cassette(path), _relative(path, prefix), table))
                 except CassetteError as exc:
                     report.bad.append(BadCassette(path, str(exc)))
             if previous is not None:
@@ -193,30 +146,3 @@ def import_directory(db_path: Path | str, cassette_dir: Path | str, batch_size: 
         if previous is not None:
             account(*previous)
     return report
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def export_parquet(db_path: Path | str, out_dir: Path | str) -> ExportReport:
-    """Write OUT/interactions/day=YYYY-MM-DD/*.parquet and OUT/choices/day=.../*.parquet (each choice under
-    its interaction's day), replacing an earlier export there. Read back with
-    `read_parquet('OUT/interactions/**/*.parquet', hive_partitioning=true)`."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AnalyticsError(f"cannot create {out}: {exc.strerror or exc}") from None
-    options = "(FORMAT parquet, PARTITION_BY (day), OVERWRITE)"
-    interactions_sql = "SELECT *, CAST(recorded_at AS DATE) AS day FROM interactions"
-    choices_sql = (
-        "SELECT c.*, CAST(i.recorded_at AS DATE) AS day "
-        "FROM choices AS c LEFT JOIN interactions AS i ON c.interaction_id = i.id"
-    )
-    counts = []
-    with reading(db_path) as con:
-        for name, sql in (("interactions", interactions_sql), ("choices", choices_sql)):
-            row = con.execute(f"COPY ({sql}) TO {_sql_string(out / name)} {options}").fetchone()
-            counts.append(int(row[0]) if row else 0)
-    return ExportReport(interactions=counts[0], choices=counts[1])

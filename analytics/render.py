@@ -67,7 +67,11 @@ def _table_cell(value: Any) -> str:
         return "NULL"
     if isinstance(value, float):
         short = math.isfinite(value) and abs(value) < 1e15
-        text = f"{value:.3f}".rstrip("0").rstrip(".") if short else repr(value)
+        # small values (costs in USD) keep up to 6 decimals, and a value that is not 0 is never shown as 0
+        digits = 6 if abs(value) < 1 else 3
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".") if short else repr(value)
+        if short and value != 0 and text in ("0", "-0"):
+            text = f"{value:.3g}"
     elif isinstance(value, datetime):
         text = value.isoformat(sep=" ")
     else:
@@ -159,3 +163,9 @@ def _json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str
     else:
         yield previous
         yield "]"
+
+
+def records(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows as JSON-ready objects keyed by column name (the values `render(..., "json")` writes)."""
+    names = _unique_names(columns)
+    return [{name: _plain(value) for name, value in zip(names, row, strict=True)} for row in rows]

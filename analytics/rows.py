@@ -2,7 +2,9 @@
 
 No I/O and no database here: the writer and the importer both call `interaction_rows` and insert what it
 returns. Keys follow `schema.INTERACTION_NAMES` and `schema.CHOICE_NAMES`. Headers are never copied into a
-row (they are redacted in the Interaction already; the database has no use for them).
+row (they are redacted in the Interaction already; the database has no use for them); the proxy's tags,
+which came as headers, are in the cassette's metadata. The cost comes from a PriceTable (pricing.py), by
+default the maintained table of prices.py; stream timings from stream_metrics.py.
 """
 
 from __future__ import annotations
@@ -11,9 +13,23 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from analytics.pricing import PriceTable, cost_usd
+from analytics.stream_metrics import stream_metrics
 from proxy.interaction import Body, Interaction
 
 Row = dict[str, Any]
+
+_default_prices: PriceTable | None = None
+
+
+def default_prices() -> PriceTable:
+    """The maintained price table without overrides (made on first use: it imports genai-prices)."""
+    global _default_prices
+    if _default_prices is None:
+        from analytics.prices import price_table
+
+        _default_prices = price_table()
+    return _default_prices
 
 
 def _int(value: Any) -> int | None:
@@ -100,8 +116,18 @@ def choice_rows(interaction_id: str, choices: list[Any]) -> list[Row]:
     return rows
 
 
-def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Row, list[Row]]:
-    """The `interactions` row and the `choices` rows of one interaction."""
+def _request_fields(body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """requested_model, user (`user`, else `safety_identifier`) and metadata (JSON) of a request body."""
+    user = _str(body.get("user")) or _str(body.get("safety_identifier"))
+    metadata = body.get("metadata")
+    return _str(body.get("model")), user, _dumps(metadata) if isinstance(metadata, dict) else None
+
+
+def interaction_rows(
+    interaction: Interaction, cassette: str | None, prices: PriceTable | None = None
+) -> tuple[Row, list[Row]]:
+    """The `interactions` row and the `choices` rows of one interaction, priced with `prices` (default: the
+    maintained table, no overrides)."""
     response = interaction.response
     outcome = interaction.outcome
     if response.stream:
@@ -117,19 +143,32 @@ def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Ro
     error = outcome.error
     if error is None and response.status >= 400:
         error = _upstream_error(response.body)
+    recorded_at = _timestamp(interaction.metadata.recorded_at)
+    prompt_tokens = _int(usage.get("prompt_tokens"))
+    completion_tokens = _int(usage.get("completion_tokens"))
+    cached_tokens = _int(_dict(usage.get("prompt_tokens_details")).get("cached_tokens"))
+    requested_model, user, metadata = _request_fields(_dict(interaction.request.body.json_))
+    model = interaction.model
+    cost = None
+    if recorded_at is not None and (prompt_tokens is not None or completion_tokens is not None):
+        table = prices if prices is not None else default_prices()
+        price = table.price((model, requested_model), interaction.metadata.upstream, recorded_at.date())
+        cost = cost_usd(price, prompt_tokens, cached_tokens, completion_tokens)
+    timing = stream_metrics(response.events if response.stream else None, completion_tokens)
+    tags = interaction.metadata.tags
     row: Row = {
         "id": interaction.id,
-        "recorded_at": _timestamp(interaction.metadata.recorded_at),
+        "recorded_at": recorded_at,
         "method": interaction.request.method,
         "path": interaction.request.path,
         "status": response.status,
         "stream": response.stream,
-        "model": interaction.model,
+        "model": model,
         "completion_id": _str(completion.get("id")),
-        "prompt_tokens": _int(usage.get("prompt_tokens")),
-        "completion_tokens": _int(usage.get("completion_tokens")),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
         "total_tokens": _int(usage.get("total_tokens")),
-        "cached_tokens": _int(_dict(usage.get("prompt_tokens_details")).get("cached_tokens")),
+        "cached_tokens": cached_tokens,
         "reasoning_tokens": _int(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")),
         "finish_reason": _str(first.get("finish_reason")),
         "n_choices": None if choices is None else len(choices),
@@ -143,5 +182,14 @@ def interaction_rows(interaction: Interaction, cassette: str | None) -> tuple[Ro
         "request": _json_text(interaction.request.body),
         "response": response_json,
         "incomplete_reason": outcome.incomplete_reason,
+        "requested_model": requested_model,
+        "user": user,
+        "metadata": metadata,
+        "tags": _dumps(tags) if tags else None,
+        "cost_usd": cost,
+        "ttft_ms": timing.ttft_ms,
+        "output_tokens_per_s": timing.output_tokens_per_s,
+        "chunks": timing.chunks,
+        "max_chunk_gap_ms": timing.max_chunk_gap_ms,
     }
     return row, choice_rows(interaction.id, choices or [])

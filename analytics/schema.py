@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 import duckdb
 
 # The `interactions` table, in column order. The arrow schema (store.py) and the rows (rows.py) follow it.
-INTERACTION_COLUMNS: tuple[tuple[str, str], ...] = (
+# The first table (create_interactions); later columns are added by later migrations, at the end.
+V1_INTERACTION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "VARCHAR"),
     ("recorded_at", "TIMESTAMP"),  # UTC
     ("method", "VARCHAR"),
@@ -44,6 +45,21 @@ INTERACTION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("response", "JSON"),  # the body; for a stream, the reassembled ChatCompletion
     ("incomplete_reason", "VARCHAR"),
 )
+
+# Added by add_cost_tags_timing (issue 15).
+V2_INTERACTION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("requested_model", "VARCHAR"),  # the request's `model`
+    ("user", "VARCHAR"),  # the request's `user`, else its `safety_identifier`
+    ("metadata", "JSON"),  # the request's `metadata` object
+    ("tags", "JSON"),  # {name: value} from X-Proxy-Tag-<name> request headers
+    ("cost_usd", "DOUBLE"),  # NULL when the model has no price or there is no usage
+    ("ttft_ms", "DOUBLE"),  # streams: request sent upstream to the first chunk with content/tool call/refusal
+    ("output_tokens_per_s", "DOUBLE"),  # completion tokens over the time after the first token
+    ("chunks", "INTEGER"),  # streams: chat.completion.chunk events
+    ("max_chunk_gap_ms", "DOUBLE"),  # streams: longest wait between two chunks
+)
+
+INTERACTION_COLUMNS = V1_INTERACTION_COLUMNS + V2_INTERACTION_COLUMNS
 
 CHOICE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("interaction_id", "VARCHAR"),
@@ -147,6 +163,79 @@ VIEWS: dict[str, tuple[Callable[[str], str], str]] = {
 }
 
 
+# --- views added with the cost, tag and timing columns (create_views_v2) ---
+
+# an interaction with token counts whose cost is unknown: its model has no price
+UNPRICED = "cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)"
+
+
+def cost_by_model_sql(source: str = "interactions") -> str:
+    return f"""
+SELECT coalesce(model, '(unknown)') AS model,
+    count(*) AS requests,
+    count(cost_usd) AS priced,
+    count(*) FILTER (WHERE {UNPRICED}) AS unpriced,
+    sum(cost_usd) AS cost_usd,{_TOKEN_SUMS}
+FROM {source}
+GROUP BY 1
+ORDER BY cost_usd DESC NULLS LAST, requests DESC, model"""
+
+
+def unpriced_models_sql(source: str = "interactions") -> str:
+    return f"""
+SELECT coalesce(model, '(unknown)') AS model, count(*) AS requests,
+    coalesce(sum(prompt_tokens), 0)::BIGINT AS prompt_tokens,
+    coalesce(sum(completion_tokens), 0)::BIGINT AS completion_tokens
+FROM {source}
+WHERE {UNPRICED}
+GROUP BY 1
+ORDER BY requests DESC, model"""
+
+
+def speed_by_model_sql(source: str = "interactions") -> str:
+    return f"""
+SELECT coalesce(model, '(unknown)') AS model,
+    count(*) AS streams,
+    round(quantile_cont(ttft_ms, 0.5), 1) AS ttft_p50_ms,
+    round(quantile_cont(ttft_ms, 0.95), 1) AS ttft_p95_ms,
+    round(quantile_cont(output_tokens_per_s, 0.5), 1) AS tokens_per_s_p50,
+    round(quantile_cont(output_tokens_per_s, 0.95), 1) AS tokens_per_s_p95,
+    round(quantile_cont(max_chunk_gap_ms, 0.95), 1) AS max_chunk_gap_p95_ms
+FROM {source}
+WHERE stream AND status BETWEEN 200 AND 399
+GROUP BY 1
+ORDER BY streams DESC, model"""
+
+
+def interaction_tags_sql(source: str = "interactions") -> str:
+    return f"""
+SELECT id, tag, json_extract_string(tags, '$."' || tag || '"') AS value
+FROM (SELECT id, tags, unnest(json_keys(tags)) AS tag FROM {source} WHERE tags IS NOT NULL)"""
+
+
+VIEWS_V2: dict[str, tuple[Callable[[str], str], str]] = {
+    "cost_by_model": (
+        cost_by_model_sql,
+        "Cost in USD per model: requests, priced, unpriced (token counts but no price: cost_usd is NULL), the "
+        "sum of cost_usd (NULL when nothing is priced) and token sums.",
+    ),
+    "unpriced_models": (
+        unpriced_models_sql,
+        "Models with token counts but no price (their cost_usd is NULL): add them under [prices] in the config.",
+    ),
+    "speed_by_model": (
+        speed_by_model_sql,
+        "For successful streams per model: p50/p95 of ttft_ms (time to first token), output_tokens_per_s, and "
+        "the p95 of max_chunk_gap_ms.",
+    ),
+    "interaction_tags": (
+        interaction_tags_sql,
+        "One row per tag of an interaction (id, tag, value), from X-Proxy-Tag-<name> request headers; join "
+        "interactions on id, or use tags->>'name' directly.",
+    ),
+}
+
+
 # --- migrations ---
 
 
@@ -156,7 +245,7 @@ def _comment(con: Connection, target: str, text: str) -> None:
 
 
 def create_interactions(con: Connection) -> None:
-    columns = ",\n    ".join(f"{name} {kind}" for name, kind in INTERACTION_COLUMNS)
+    columns = ",\n    ".join(f"{name} {kind}" for name, kind in V1_INTERACTION_COLUMNS)
     con.execute(f"CREATE TABLE interactions (\n    {columns},\n    PRIMARY KEY (id)\n)")
     _comment(con, "TABLE interactions", "One row per recorded request/response pair (one cassette).")
 
@@ -173,10 +262,36 @@ def create_views(con: Connection) -> None:
         _comment(con, f"VIEW {name}", comment)
 
 
+def add_cost_tags_timing(con: Connection) -> None:
+    for name, kind in V2_INTERACTION_COLUMNS:
+        con.execute(f'ALTER TABLE interactions ADD COLUMN "{name}" {kind}')
+
+
+def create_views_v2(con: Connection) -> None:
+    for name, (body, comment) in VIEWS_V2.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {body('interactions')}")
+        _comment(con, f"VIEW {name}", comment)
+
+
+def create_lake_exports(con: Connection) -> None:
+    """What `proxy export --format parquet` has written: one row per run, and the ids it exported (the
+    watermark: the next run into the same directory writes only interactions not listed for it)."""
+    con.execute(
+        "CREATE TABLE lake_exports (run_id VARCHAR PRIMARY KEY, exported_at TIMESTAMP, directory VARCHAR, "
+        "interactions BIGINT, choices BIGINT)"
+    )
+    con.execute("CREATE TABLE lake_exported (id VARCHAR, run_id VARCHAR)")
+    _comment(con, "TABLE lake_exports", "One row per `proxy export --format parquet` run that wrote something.")
+    _comment(con, "TABLE lake_exported", "The interactions already exported to a lake, by id, with the run.")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     create_interactions,
     create_choices,
     create_views,
+    add_cost_tags_timing,
+    create_views_v2,
+    create_lake_exports,
 ]
 
 

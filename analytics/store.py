@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from analytics.db import WANTED_FRESH, connect, first_line, is_lock_conflict, is_wanted
 from analytics.rows import Row, interaction_rows
-from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, apply_migrations
+from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, V2_INTERACTION_COLUMNS, apply_migrations
 from proxy.interaction import Interaction
 
 log = logging.getLogger("proxy.analytics")
@@ -61,11 +61,18 @@ _INSERT_INTERACTIONS = (
     _insert_sql("interactions", INTERACTION_COLUMNS, "_batch_interactions") + " ON CONFLICT DO NOTHING RETURNING id"
 )
 _INSERT_CHOICES = _insert_sql("choices", CHOICE_COLUMNS, "_batch_choices")
+# `proxy import` over interactions already stored: fill the columns derived since (cost, tags, timings) from
+# the cassettes, the source of truth, so old rows get them and costs follow the current prices.
+_REFRESH_DERIVED = (
+    "UPDATE interactions SET "
+    + ", ".join(f'"{name}" = b."{name}"' for name, _ in V2_INTERACTION_COLUMNS)
+    + " FROM _batch_interactions AS b WHERE interactions.id = b.id"
+)
 
 
-def write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet]) -> int:
-    """Insert in one transaction; interactions already stored (by id) are skipped with their choices.
-    Returns how many interactions were inserted."""
+def write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet], *, refresh: bool = False) -> int:
+    """Insert in one transaction; interactions already stored (by id) are skipped with their choices (with
+    `refresh`, their derived columns are updated from the new rows). Returns how many were inserted."""
     unique: dict[str, RowSet] = {}
     for rowset in batch:
         unique.setdefault(rowset[0]["id"], rowset)
@@ -80,6 +87,8 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet]) -> int:
         if choices:
             con.register("_batch_choices", _arrow_table(CHOICE_COLUMNS, choices))
             con.execute(_INSERT_CHOICES)
+        if refresh and len(inserted) < len(unique):
+            con.execute(_REFRESH_DERIVED)
         con.commit()
     except BaseException:
         con.rollback()
@@ -106,12 +115,16 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 def write_isolating(
-    con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet], refuse: Callable[[RowSet, str], None]
+    con: duckdb.DuckDBPyConnection,
+    batch: Sequence[RowSet],
+    refuse: Callable[[RowSet, str], None],
+    *,
+    refresh: bool = False,
 ) -> int:
     """write_batch; when the database refuses the data itself, halve the batch until the bad rows are found
     and hand only those to `refuse`, so one odd row cannot hold back the others. Other errors propagate."""
     try:
-        return write_batch(con, batch)
+        return write_batch(con, batch, refresh=refresh)
     except Exception as exc:
         if not is_data_error(exc):
             raise
@@ -119,7 +132,9 @@ def write_isolating(
             refuse(batch[0], first_line(exc))
             return 0
         middle = len(batch) // 2
-        return write_isolating(con, batch[:middle], refuse) + write_isolating(con, batch[middle:], refuse)
+        return write_isolating(con, batch[:middle], refuse, refresh=refresh) + write_isolating(
+            con, batch[middle:], refuse, refresh=refresh
+        )
 
 
 _REFUSALS_LOGGED = 10  # rows the database refused that are logged one by one

@@ -1,8 +1,9 @@
-"""Benchmark the analytics side: `import_directory` over 10,000 cassettes, and `stats` over 1,000,000 rows.
+"""Benchmark the analytics side: `import_directory` over 10,000 cassettes, `stats` (with cost, TTFT and tags)
+and `proxy report` over 1,000,000 rows, and what the cost/tag/timing columns add to each recording.
 
-Run: `python bench/bench_analytics.py [--cassettes N] [--rows N] [--seconds S]`. Everything happens in a
-temporary directory. The cassettes are written by `proxy.cassettes.write_cassette` (half streamed, with 24
-events each; half plain); the million rows are generated in DuckDB SQL from range(), not through Python.
+Run: `python bench/bench_analytics.py [--cassettes N] [--rows N] [--seconds S] [--only NAME ...]`. Everything
+happens in a temporary directory. The cassettes are written by `proxy.cassettes.write_cassette` (half streamed,
+with 24 events each; half plain); the million rows are generated in DuckDB SQL from range(), not through Python.
 Then: how long one writer batch locks the big file, and a writer process recording while 1 and then 3
 reader processes query the same file (the concurrency design of analytics/db.py, measured).
 """
@@ -22,9 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics.db import writing
+from analytics.db import reading, writing
+from analytics.prices import price_table
 from analytics.query import AnalyticsError, import_directory, render, run_sql, stats
+from analytics.report import build_html
+from analytics.rows import _request_fields, interaction_rows
 from analytics.store import DuckDBWriter
+from analytics.stream_metrics import stream_metrics
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
 
@@ -57,14 +62,12 @@ def synthetic_interaction(i: int) -> Interaction:
         events = [
             {
                 "offset_ms": 100.0 + n * 5,
-                "data": json.dumps(
-                    {
-                        "id": f"chatcmpl-{i}",
-                        "object": "chat.completion.chunk",
-                        "model": model,
-                        "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
-                    }
-                ),
+                "json": {  # as the recorder stores a JSON event (cassette format 2)
+                    "id": f"chatcmpl-{i}",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+                },
             }
             for n, word in enumerate(words[:23])
         ]
@@ -104,7 +107,16 @@ SELECT
     NULL, 'https://api.openai.com',
     '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}',
     '{"id":"chatcmpl","object":"chat.completion","choices":[]}',
-    CASE WHEN i % 97 = 0 THEN 'stream ended without [DONE]' END
+    CASE WHEN i % 97 = 0 THEN 'stream ended without [DONE]' END,
+    -- requested_model, user, metadata, tags
+    ['gpt-4o-mini', 'gpt-4o', 'o3-mini', 'gpt-4.1'][i % 4 + 1], 'user-' || i % 50, NULL,
+    '{"feature":"f' || i % 10 || '","test":"tests/test_' || i % 500 || '.py"}',
+    -- cost_usd (NULL for one model in 101: an unpriced one), ttft_ms, output_tokens_per_s, chunks, max gap
+    CASE WHEN i % 101 = 0 THEN NULL ELSE ((100 + i % 900) * 0.15 + (10 + i % 300) * 0.6) / 1e6 END,
+    CASE WHEN i % 2 = 0 THEN 80.0 + (i * 104729) % 900 + i % 300 END,
+    CASE WHEN i % 2 = 0 THEN 20.0 + i % 180 END,
+    CASE WHEN i % 2 = 0 THEN 12 + i % 300 END,
+    CASE WHEN i % 2 = 0 THEN 5.0 + (i * 31) % 700 END
 FROM (SELECT range AS i, TIMESTAMP '2026-01-01' + to_seconds(range * 30) AS ts FROM range(?))
 """
 
@@ -140,22 +152,60 @@ def bench_stats(root: Path, rows: int) -> None:
         con.execute(SYNTHETIC_ROWS_SQL, [rows])
         con.execute(SYNTHETIC_CHOICES_SQL, [rows])
     print(f"generated {rows:,} rows in DuckDB in {time.perf_counter() - started:.1f} s (setup)")
-    timings = [
-        ("stats(), all time", None),
-        ("stats(), again", None),
-        ("stats(since=2026-06-01)", datetime(2026, 6, 1)),
+    timings: list[tuple[str, datetime | None, str]] = [
+        ("stats(), all time, by model (cost, TTFT, tokens/s p50/p95)", None, "model"),
+        ("stats(), again", None, "model"),
+        ("stats(since=2026-06-01)", datetime(2026, 6, 1), "model"),
+        ("stats(by=day)", None, "day"),
+        ("stats(by=tag:feature)", None, "tag:feature"),
     ]
     shown = None
-    for label, since in timings:
+    for label, since, by in timings:
         started = time.perf_counter()
-        sections = stats(db, since)
+        sections = stats(db, since, by=by)
         print(f"{label}: {time.perf_counter() - started:.3f} s over {rows:,} rows")
         shown = shown or sections
     assert shown is not None
-    for section in shown[:1] + shown[3:4]:  # by model, and latency
+    for section in shown[:1] + shown[4:5]:  # cost by model, and latency
         print(section.title)
         for line in render(section.columns, section.rows, "table"):
             print("  " + line)
+    for attempt in ("report (build_html), first", "report (build_html), again"):
+        started = time.perf_counter()
+        with reading(db) as con:
+            page, count = build_html(con, cassettes=None, prices="bench")
+        print(f"{attempt}: {time.perf_counter() - started:.3f} s over {count:,} rows; page {len(page) / 1024:.0f} kB")
+
+
+def bench_row_columns(root: Path, count: int = 2000) -> None:
+    """What the cost, tag and timing columns add to making one recording's rows (in the recording worker):
+    the whole `interaction_rows`, and the new parts alone (stream metrics, pricing, request fields)."""
+    items = [synthetic_interaction(i) for i in range(count)]
+    table = price_table()
+    for item in items[:8]:
+        interaction_rows(item, "x.json", table)  # warm the price lookups (cached per model and day)
+    started = time.perf_counter()
+    for item in items:
+        interaction_rows(item, "x.json", table)
+    whole = (time.perf_counter() - started) / count * 1e6
+    started = time.perf_counter()
+    for item in items:
+        response = item.response
+        completion = response.completion or response.body.json_ or {}
+        usage = completion.get("usage") or {}
+        stream_metrics(response.events if response.stream else None, usage.get("completion_tokens"))
+        table.price((item.model, None), item.metadata.upstream, datetime(2026, 11, 1).date())
+        _request_fields(item.request.body.json_ or {})
+    added = (time.perf_counter() - started) / count * 1e6
+    started = time.perf_counter()
+    for item in items[:500]:
+        write_cassette(root / "row-columns", item)
+    cassette = (time.perf_counter() - started) / 500 * 1e6
+    print(
+        f"interaction_rows: {whole:.1f} us per interaction (half streamed, 24 events); of which the new columns "
+        f"(stream metrics, price lookup, request fields): {added:.1f} us; for scale, writing its cassette "
+        f"(write_cassette, same worker): {cassette:.0f} us"
+    )
 
 
 def bench_writer_batches(root: Path, batches: int = 5, size: int = 100) -> None:
@@ -242,6 +292,7 @@ def main() -> None:
     parser.add_argument("--cassettes", type=int, default=10_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of the concurrent run")
+    parser.add_argument("--only", nargs="+", choices=("import", "stats", "rows", "writer", "concurrent"))
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)  # a child process of bench_concurrent
     args = parser.parse_args()
     if args.role and args.role[0] == "writer":
@@ -250,12 +301,19 @@ def main() -> None:
     if args.role and args.role[0] == "reader":
         print(json.dumps(_reader_role(Path(args.role[1]), float(args.role[2]))))
         return
+    only = set(args.only or ("import", "stats", "rows", "writer", "concurrent"))
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
-        bench_import(Path(tmp), args.cassettes)
-        bench_stats(Path(tmp), args.rows)
-        bench_writer_batches(Path(tmp))
-        for readers in (1, 3):
-            bench_concurrent(Path(tmp), args.seconds, readers)
+        if "import" in only:
+            bench_import(Path(tmp), args.cassettes)
+        if "stats" in only or "writer" in only:
+            bench_stats(Path(tmp), args.rows)
+        if "rows" in only:
+            bench_row_columns(Path(tmp))
+        if "writer" in only:
+            bench_writer_batches(Path(tmp))
+        if "concurrent" in only:
+            for readers in (1, 3):
+                bench_concurrent(Path(tmp), args.seconds, readers)
 
 
 if __name__ == "__main__":

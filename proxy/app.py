@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -158,9 +158,11 @@ async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
     sink = None
     if settings.db_enabled:
         from analytics import store
+        from analytics.prices import overrides_from, price_table
         from analytics.rows import interaction_rows
 
-        derive = interaction_rows  # rows are made where the cassette is built, off the event loop
+        # rows are made where the cassette is built, off the event loop; priced with the config's overrides
+        derive = partial(interaction_rows, prices=price_table(overrides_from(settings.prices)))
         if settings.record_workers == "process":
             # The DuckDB writer lives in the recording worker too: its Arrow and DuckDB calls hold the GIL
             # for milliseconds per flush, which streamed chunks would otherwise wait behind.
@@ -334,7 +336,11 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> web.Application:
+def create_app(
+    settings: Settings, replay_index: ReplayIndex | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+) -> web.Application:
+    """The app. `extra_routes` are added before the catch-all forwarding route: the composition root (cli.py)
+    hands in routes of other packages this way (the report under `/_proxy/report`), so proxy/ imports none."""
     settings = settings.resolved()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
     app[SETTINGS] = settings
@@ -349,6 +355,7 @@ def create_app(settings: Settings, replay_index: ReplayIndex | None = None) -> w
     app.router.add_post("/_proxy/replay/reset", replay_reset)
     if settings.replays and settings.stored_completions == "local":
         add_stored_routes(app, app[REPLAY_INDEX], settings.cassettes, store_all=settings.store_all)
+    app.router.add_routes(extra_routes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -17,9 +17,10 @@ EXAMPLES = {
     "replay": "proxy replay cassettes/ --timing original --speed 2",
     "serve": "proxy serve --mode auto --cassettes cassettes/",
     "sql": 'proxy sql "SELECT model, sum(total_tokens) FROM interactions GROUP BY model" --format csv',
-    "stats": "proxy stats --since 2026-11-01",
+    "stats": "proxy stats --since 2026-11-01 --by tag:feature --format csv",
     "import": "proxy import cassettes/ --db traffic.duckdb",
-    "export": "proxy export --format parquet exports/",
+    "export": "proxy export --format parquet /shared/lake/",
+    "report": "proxy report report.html --since 2026-11-01",
 }
 
 
@@ -110,20 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(serve, mode=True, upstream=True, cassettes_flag=True)
     _stored_flags(serve)
 
+    def reader_flags(cmd: argparse.ArgumentParser, *, lake: bool = True) -> None:
+        cmd.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+        if lake:
+            cmd.add_argument("--lake", metavar="DIR", type=Path, help="read a Parquet lake (proxy export) instead")
+        cmd.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (for [prices])")
+
+    def window_flags(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--since", metavar="DATE", help="only traffic recorded at or after this ISO date/time (UTC)")
+        cmd.add_argument("--until", metavar="DATE", help="only traffic before this date/time (a date: to its end)")
+
     sql = command("sql", "run SQL over the recorded traffic")
     sql.add_argument("query", metavar="SQL")
-    sql.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    reader_flags(sql)
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    stats = command("stats", "summary: requests, tokens, finish reasons, latency, errors")
-    stats.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
-    stats.add_argument("--since", metavar="DATE", help="only traffic recorded at or after this ISO date/time")
+    stats = command("stats", "summary: cost, tokens, latency, time to first token, tokens/s, errors")
+    reader_flags(stats)
+    window_flags(stats)
+    stats.add_argument("--by", default="model", metavar="model|day|tag:NAME", help="group the first table by this")
+    stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report = command("report", "write one self-contained HTML report with charts (no network needed to view)")
+    report.add_argument("out", metavar="OUT", type=Path, nargs="?", default=Path("report.html"))
+    reader_flags(report)
+    window_flags(report)
+    report.add_argument("--cassettes", metavar="DIR", type=Path, help="for chunk timelines (default: the config's)")
     imp = command("import", "build or refresh the database from a cassette directory (idempotent)")
     imp.add_argument("cassettes", metavar="DIR", type=Path)
-    imp.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
-    export = command("export", "write the tables as Parquet, partitioned by day")
+    reader_flags(imp, lake=False)
+    export = command("export", "append what is new as Parquet, partitioned by day, into a shared lake folder")
     export.add_argument("out", metavar="OUT", type=Path)
     export.add_argument("--format", choices=("parquet",), default="parquet")
-    export.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
+    reader_flags(export, lake=False)
     return parser
 
 
@@ -155,10 +173,12 @@ def settings_from(args: argparse.Namespace, mode: str | None) -> Settings:
 
 
 def _run_server(args: argparse.Namespace) -> int:
+    from analytics.report_routes import report_routes  # the CLI is the composition root: it may wire analytics in
     from proxy.server import run
 
     mode = {"record": "record", "replay": "replay"}.get(args.command)
-    run(settings_from(args, mode))
+    settings = settings_from(args, mode)
+    run(settings, report_routes(settings))
     return 0
 
 

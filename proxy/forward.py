@@ -57,7 +57,7 @@ async def forward(
     body: bytes,
 ) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
-    upstream_headers = headers.request_headers_for_upstream(request.headers.items())
+    upstream_headers, tags = headers.split_tags(headers.request_headers_for_upstream(request.headers.items()))
     recording = Recording(
         method=request.method,
         path=request.path,
@@ -67,6 +67,7 @@ async def forward(
         upstream=config.upstream,
         started=loop.time(),
         mode=config.mode,
+        tags=tags or None,
     )
     # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise
     # re-quote them, turning `%2F` in a query into `/`).

@@ -1,8 +1,9 @@
 """Header policy as named sets, applied by small pure functions.
 
-Three decisions live here: which headers never cross the proxy (hop-by-hop, RFC 9110 section 7.6.1), which
-request headers we set ourselves for the upstream, and which values are secrets that are forwarded but never
-written anywhere (cassettes, tables, logs, exports).
+Four decisions live here: which headers never cross the proxy (hop-by-hop, RFC 9110 section 7.6.1), which
+request headers we set ourselves for the upstream, which values are secrets that are forwarded but never
+written anywhere (cassettes, tables, logs, exports), and which request headers are the proxy's own tags
+(`X-Proxy-Tag-<name>: <value>`): kept in the recording's metadata, never forwarded.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ SECRET = frozenset(
         "openai-project",
     }
 )
+
+# `X-Proxy-Tag-<name>: <value>` labels an interaction (feature, test, user): stored as a tag, not forwarded.
+TAG_PREFIX = "x-proxy-tag-"
 
 # Content codings the recorder can decode; others are narrowed away from Accept-Encoding so that
 # the bytes a client gets are always bytes we can also record (see forward.py).
@@ -102,3 +106,20 @@ def get(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == lower:
             return value
     return None
+
+
+def split_tags(headers: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Headers without the proxy's tag headers, and the tags they carried: `{name: value}` with the name
+    lower-cased (header names are case-insensitive). A repeated tag keeps its last value; a header with an
+    empty name (`X-Proxy-Tag-`) is dropped too and carries no tag."""
+    kept: list[tuple[str, str]] = []
+    tags: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower.startswith(TAG_PREFIX):
+            tag = lower[len(TAG_PREFIX) :]
+            if tag:
+                tags[tag] = value.strip()
+            continue
+        kept.append((name, value))
+    return kept, tags

@@ -121,6 +121,8 @@ class Metadata(_Lenient):
     upstream: str
     proxy_version: str
     mode: str = "record"
+    # from the request's `X-Proxy-Tag-<name>` headers (which were not forwarded); absent when there were none
+    tags: dict[str, str] | None = None
 
 
 class Interaction(_Lenient):

@@ -54,6 +54,7 @@ class Recording:
     incomplete_reason: str | None = None
     error_body: bytes | None = None  # what the proxy answered itself when upstream failed
     error_status: int | None = None  # ...and with which status (502 unreachable, 504 timeout)
+    tags: dict[str, str] | None = None  # from X-Proxy-Tag-* request headers (see headers.split_tags)
 
     def add(self, chunk: bytes, at: float) -> None:
         self.chunks.append(chunk)
@@ -271,6 +272,7 @@ def build_interaction(rec: Recording, redaction: Redaction = Redaction()) -> Int
             upstream=rec.upstream,
             proxy_version=__version__,
             mode=rec.mode,
+            tags=rec.tags or None,
         ),
         request=RecordedRequest(
             method=rec.method,

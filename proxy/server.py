@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -37,7 +38,9 @@ def startup_line(settings: Settings, port: int) -> str:
     )
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+) -> None:
     asked = settings.mode
     settings = settings.resolved()
     if asked is RecordMode.ONCE:
@@ -51,7 +54,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
             raise CassetteDirError(f"no usable cassettes in {settings.cassettes} ({report.line(settings.cassettes)})")
         print(f"proxy {settings.mode.value}: {report.line(settings.cassettes)}", flush=True)
-    app = create_app(settings, replay_index)
+    app = create_app(settings, replay_index, extra_routes)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
@@ -91,11 +94,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print(summary_line(app), flush=True)
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, extra_routes: Sequence[web.AbstractRouteDef] = ()) -> None:
     configure_logging(settings.log_level)
     if settings.quiet:
         trafficlog.quiet()
     # Recording work runs in threads; a short switch interval keeps them from holding the GIL for the
     # default 5 ms while a streamed chunk waits to be forwarded.
     sys.setswitchinterval(0.0005)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, extra_routes=extra_routes))

@@ -32,6 +32,16 @@ class RecordMode(StrEnum):
         return cls(value)
 
 
+class PriceSetting(BaseModel):
+    """A model's price in USD per million tokens, overriding or adding to the maintained table (`[prices."NAME"]`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # None: cached input costs as much as input
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,6 +74,7 @@ class Settings(BaseModel):
     store_all: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     quiet: bool = False  # no line per request
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)  # by model name, case ignored
 
     @field_validator("mode", mode="before")
     @classmethod

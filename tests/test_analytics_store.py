@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from analytics.lake import lake_connection
 from analytics.query import (
     AnalyticsError,
     JSONText,
@@ -28,7 +29,7 @@ from analytics.query import (
     stats,
 )
 from analytics.rows import interaction_rows
-from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS
+from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS, VIEWS_V2
 from analytics.store import DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import (
@@ -157,7 +158,7 @@ def test_views_exist_and_are_documented(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     import_directory(db, tmp_path)
     _, rows = run_sql(db, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name")
-    assert [name for name, _ in rows] == sorted(VIEWS)
+    assert [name for name, _ in rows] == sorted({**VIEWS, **VIEWS_V2})
     assert all(comment for _, comment in rows)
 
 
@@ -620,21 +621,25 @@ def test_export_writes_parquet_by_day_that_reads_back_the_same(tmp_path: Path) -
     write_cassettes(cassettes, mixed_traffic())
     import_directory(db, cassettes)
     report = export_parquet(db, out)
-    export_parquet(db, out)  # again: replaces, does not duplicate
+    again = export_parquet(db, out)  # again: nothing new, nothing duplicated
     assert (report.interactions, report.choices) == (7, 6)
+    assert (again.interactions, again.choices, again.run_id) == (0, 0, None)
     assert sorted(p.name for p in (out / "interactions").iterdir()) == ["day=2026-11-21", "day=2026-11-22"]
     assert sorted(p.name for p in (out / "choices").iterdir()) == ["day=2026-11-21", "day=2026-11-22"]
-    con = duckdb.connect()
+    lake = lake_connection(out)  # the lake's views give back the local tables' columns and types
     try:
         for table, key in (("interactions", "id"), ("choices", "interaction_id")):
-            source = f"read_parquet('{out}/{table}/**/*.parquet', hive_partitioning=true)"
-            exported = con.execute(f"SELECT * EXCLUDE (day) FROM {source} ORDER BY {key}").fetchall()
+            exported = lake.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
             original = duckdb.connect(str(db), read_only=True)
             try:
                 stored = original.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
             finally:
                 original.close()
             assert exported == stored
+    finally:
+        lake.close()
+    con = duckdb.connect()
+    try:
         days = con.execute(
             f"SELECT DISTINCT interaction_id, day FROM read_parquet('{out}/choices/**/*.parquet', "
             "hive_partitioning=true) ORDER BY 1"
@@ -664,12 +669,14 @@ def section(sections: list[Any], title_start: str) -> list[dict[str, Any]]:
 def test_stats_sections(traffic_db: Path) -> None:
     sections = stats(traffic_db, None)
     assert [s.title for s in sections] == [
+        "Cost, latency, time to first token and tokens/s by model",
         "Requests and tokens by model",
         "Requests and tokens by day (UTC)",
         "Finish reasons",
         "Latency and time to first byte, ms (successful responses)",
         "Errors and incomplete",
         "Most frequent errors",
+        "Models without a price (cost_usd is NULL: add them under [prices] in the config)",
     ]
     by_model = {row["model"]: row for row in section(sections, "Requests and tokens by model")}
     mini = by_model["gpt-4o-mini"]

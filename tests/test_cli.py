@@ -14,7 +14,7 @@ from tests.chunks import stream_content
 from tests.cli_process import run_cli, start_proxy_process
 from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
-COMMANDS = ["record", "replay", "serve", "sql", "stats", "import", "export"]
+COMMANDS = ["record", "replay", "serve", "sql", "stats", "report", "import", "export"]
 
 
 def test_top_level_help_lists_every_command() -> None:

@@ -28,6 +28,7 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
         incomplete_reason="upstream_reset",
         error_body=b'{"error":{}}',
         error_status=502,
+        tags={"feature": "search"},
     )
     recording.add(b"data: 1\n\n", 12.8)
     recording.add(b"data: 2\n\n", 12.9)

@@ -6,6 +6,7 @@ sends it through `extra_headers`). Behaviour knobs are headers too, so one serve
     x-scenario      name of a registered stream or completion (default: "default")
     x-piece-size    write the body in pieces of this many bytes (default: one piece per SSE event)
     x-gap-ms        sleep this long between pieces
+    x-hold-ms       sleep this long after the first piece only (a slow first token after a quick role chunk)
     x-status        answer with this status and an OpenAI-style error body
     x-retry-after   with x-status: the Retry-After header
     x-reset-after   close the connection after this many pieces (a reset mid-stream)
@@ -132,6 +133,7 @@ class FakeUpstream:
         reset_after = int(request.headers.get("x-reset-after", "-1"))
         end_hold = int(request.headers.get("x-end-hold-ms", "0")) / 1000
         stall_after = int(request.headers.get("x-stall-after", "-1"))
+        hold = int(request.headers.get("x-hold-ms", "0")) / 1000
         response = web.StreamResponse(
             headers={
                 "content-type": content_type,
@@ -156,6 +158,8 @@ class FakeUpstream:
                 sent.extend(piece)
                 if number + 1 == stall_after:
                     await asyncio.sleep(5)
+                if number == 0 and hold:
+                    await asyncio.sleep(hold)
                 if gap:
                     await asyncio.sleep(gap)
             if end_hold:
