@@ -61,7 +61,7 @@ class Settings(BaseModel):
     chunk_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     drain_timeout: float = Field(default=10.0, ge=0)
-    record_workers: Literal["process", "thread"] = "process"
+    record_workers: Literal["process", "in-process"] = "process"  # where recording runs ("thread": in-process)
     record_worker_priority: Literal["idle", "low"] = "idle"
     match_headers: tuple[str, ...] = ()
     ignore_body_fields: tuple[str, ...] = ()
@@ -80,6 +80,11 @@ class Settings(BaseModel):
     @classmethod
     def _mode_aliases(cls, value: Any) -> Any:
         return RecordMode.parse(value) if isinstance(value, str) else value
+
+    @field_validator("record_workers", mode="before")
+    @classmethod
+    def _thread_is_in_process(cls, value: Any) -> Any:
+        return "in-process" if value == "thread" else value
 
     @field_validator("upstream")
     @classmethod
