@@ -62,9 +62,7 @@ def _arrow_rows(table: Any, types: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True)) if columns else []
 
 
-def run_sql(
-    db_path: Path | str, sql: str, lake: Path | str | None = None
-) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_sql(db_path: Path | str, sql: str, lake: Path | str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run SQL (several statements: the last one's result) on a read-only connection to the database, or to
     the lake when `lake` is given; return columns, rows. Values of JSON-typed columns come back as JSONText."""
     if not sql.strip():

@@ -176,7 +176,7 @@ def _run_server(args: argparse.Namespace) -> int:
     # The CLI is the composition root: it hands analytics to the proxy (the DuckDB rows as a recording sink, the
     # report's routes); proxy/ itself imports nothing of analytics/.
     from analytics.report_routes import report_routes
-    from analytics.writer import database_sinks
+    from analytics.sinks import database_sinks
     from proxy.server import run
 
     mode = {"record": "record", "replay": "replay"}.get(args.command)
