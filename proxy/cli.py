@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_examples([lines[0] for lines in EXAMPLES.values()]) + "\n\n" + DB_RULE,
     )
     parser.add_argument("--version", action="version", version=f"proxy {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="the command to run (proxy COMMAND --help shows its flags)"
+    )
 
     def command(name: str) -> argparse.ArgumentParser:
         cmd = commands.add_parser(
