@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"proxy {__version__}")
     commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, help="the command to run (proxy COMMAND --help shows its flags)"
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        help="the command to run (proxy COMMAND --help shows its flags)",
     )
 
     def command(name: str) -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Write config.example.toml and the README's settings table from the declarations in proxy/settings.py.
 
-    python scripts/settings_docs.py          # rewrite both files
-    python scripts/settings_docs.py --check  # exit 1 if either differs (tests/test_settings_docs.py checks it too)
+python scripts/settings_docs.py          # rewrite both files
+python scripts/settings_docs.py --check  # exit 1 if either differs (tests/test_settings_docs.py checks it too)
 """
 
 from __future__ import annotations

@@ -64,9 +64,15 @@ def test_mode_bogus_names_the_setting_the_value_and_the_modes() -> None:
 def test_a_bad_value_in_the_config_file_names_the_file_and_the_choices(tmp_path: Path) -> None:
     config = tmp_path / "proxy.toml"
     config.write_text('on_exhausted = "loop"\n')
-    result = run_cli(["replay", "cassettes", "--config", str(config)])
+    result = run_cli(["replay", "cassettes", "--config", str(config)], cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"proxy: bad setting on_exhausted = 'loop' (in {config}): valid values: repeat, fail"
+    assert (
+        result.stderr.strip() == f"proxy: bad setting on_exhausted = 'loop' (in {config}): valid values: repeat, fail"
+    )
+    config.write_text('cassettes = "tapes"\ntiming = "slow"\n')
+    result = run_cli(["record", "--config", str(config)], cwd=tmp_path)
+    assert "bad setting timing = 'slow'" in result.stderr and "valid values: fast, original" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["proxy.toml"]  # a failed start creates no files
 
 
 @pytest.mark.parametrize("command", [["record"], ["replay", "cassettes"], ["sql", "SELECT 1"], ["stats"], ["import"]])

@@ -121,7 +121,7 @@ def test_a_bad_flag_value_names_the_flag_and_lists_the_modes() -> None:
 
 def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "proxy.toml"
-    config.write_bytes(b'port = 9000\n# caf\xe9\n')
+    config.write_bytes(b"port = 9000\n# caf\xe9\n")
     with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 17"):
         load_settings(config, {})
 
