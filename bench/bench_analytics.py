@@ -28,7 +28,7 @@ from analytics.prices import price_table
 from analytics.query import AnalyticsError, import_directory, render, run_sql, stats
 from analytics.report import build_html
 from analytics.rows import _request_fields, interaction_rows
-from analytics.store import DuckDBWriter
+from analytics.writer import DuckDBWriter
 from analytics.stream_metrics import stream_metrics
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
@@ -235,13 +235,13 @@ def _now_interaction(n: int) -> Interaction:
 
 async def _writer_role(db: Path, seconds: float, rate: float) -> dict[str, Any]:
     writer = DuckDBWriter(db, flush_interval=0.5)
-    await writer.start()
+    writer.start()
     submitted, started = 0, time.monotonic()
     while time.monotonic() - started < seconds:
         writer.submit(_now_interaction(submitted), None)
         submitted += 1
         await asyncio.sleep(1 / rate)
-    await writer.close()
+    writer.close()
     return {"submitted": submitted, "written": writer.rows_written, "write_errors": writer.write_errors}
 
 

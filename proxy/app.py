@@ -1,15 +1,19 @@
-"""The composition root: create_app(settings) wires the parts together; it holds no logic of its own."""
+"""The aiohttp app: create_app(settings, sinks=...) wires the parts together; the request handler routes each
+request to replay or to the upstream.
+
+What is served from (mode, cassette directory, replay index) is one `ProxyState` (state.py) held by the app,
+swapped whole by `retarget`. The recording side (upstream session, runner, recorder) lives as long as the app.
+Sinks other than the cassette files (the DuckDB rows) and routes of other packages (the report) are handed in
+by the composition root (cli.py, or an embedding program): proxy/ imports neither.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
-from functools import partial
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
@@ -17,25 +21,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy import __version__, trafficlog
-from proxy.cassettes import CassetteError, head_of, load_heads
+from proxy.cassettes import CassetteError
 from proxy.errors import error_response
-from proxy.forward import ForwardConfig, forward
-from proxy.interaction import Interaction
-from proxy.matching import MatchPolicy, RequestFacts
+from proxy.forward import forward
+from proxy.matching import RequestFacts
+from proxy.pipeline import PipelineConfig, SinkFactory, Written
 from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
-from proxy.recording import Redaction
 from proxy.replay import ReplayIndex, miss_response, replay_response
-from proxy.settings import RecordMode, Settings
-from proxy.stored_routes import add_stored_routes
-from proxy.worker import WorkerSink
+from proxy.runners import InProcessRunner, Runner
+from proxy.settings import Settings
+from proxy.state import LoadReport, ProxyState, redaction_for
+from proxy.stored_routes import STORED, StoredSlot, add_stored_routes
 
 log = logging.getLogger("proxy")
-
-SETTINGS = web.AppKey("settings", Settings)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-RECORDER = web.AppKey("recorder", Recorder)
-REPLAY_INDEX = web.AppKey("replay_index", ReplayIndex)
-DB_WRITER = web.AppKey("db_writer", object)
 
 
 @dataclass(slots=True)
@@ -47,33 +45,10 @@ class Counts:
     errors: int = 0  # answered by the proxy itself because something failed (a cassette that broke)
 
 
+STATE = web.AppKey("state", ProxyState)
 COUNTS = web.AppKey("counts", Counts)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """What `handle` needs to know of the settings, worked out once: it runs for every request."""
-
-    replays: bool
-    records: bool
-    forward: ForwardConfig
-
-    @classmethod
-    def of(cls, settings: Settings) -> Route:
-        return cls(
-            replays=settings.replays,
-            records=settings.records,
-            forward=ForwardConfig(
-                upstream=settings.upstream,
-                connect_timeout=settings.connect_timeout,
-                first_byte_timeout=settings.first_byte_timeout,
-                chunk_timeout=settings.chunk_timeout,
-                mode=settings.mode.value,
-            ),
-        )
-
-
-ROUTE = web.AppKey("route", Route)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+RECORDER = web.AppKey("recorder", Recorder)
 
 
 def is_loopback(host: str) -> bool:
@@ -85,127 +60,50 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def redaction_for(settings: Settings) -> Redaction:
-    return Redaction(
-        secret_headers=frozenset(name.lower() for name in settings.secret_headers),
-        secret_query_params=frozenset(name.lower() for name in settings.secret_query_params),
-        secret_body_fields=frozenset(settings.secret_body_fields),
-    )
+def _runner_for(settings: Settings, config: PipelineConfig) -> Runner:
+    if settings.record_workers == "process":
+        from proxy.worker_runner import WorkerRunner  # multiprocessing only where a worker is wanted
+
+        return WorkerRunner(config, settings.record_worker_priority)
+    return InProcessRunner(config)
 
 
-def match_policy_for(settings: Settings) -> MatchPolicy:
-    return MatchPolicy(
-        # a secret field is recorded as a marker, so it can't take part in matching
-        ignore_body_fields=frozenset(settings.ignore_body_fields) | frozenset(settings.secret_body_fields),
-        match_headers=tuple(name.lower() for name in settings.match_headers),
-        on_exhausted=settings.on_exhausted,
-    )
+def _recording(sinks: Sequence[SinkFactory], send_heads: bool) -> Any:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[STATE].settings
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+        # auto_decompress off, no automatic Accept-Encoding/User-Agent: bytes and headers pass through as sent.
+        app[SESSION] = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout),
+        )
+        config = PipelineConfig(redaction_for(settings), tuple(sinks), send_heads)
+        recorder = Recorder(_runner_for(settings, config))
+        recorder.listeners.append(_index_new_recordings(app))
+        app[RECORDER] = recorder
+        try:
+            await recorder.start()
+            yield
+        finally:
+            await recorder.close()
+            await app[SESSION].close()
+
+    return context
 
 
-@dataclass(slots=True)
-class LoadReport:
-    """What replay found in the cassette directory: how many recordings it serves, and what it left out, why."""
+def _index_new_recordings(app: web.Application) -> Any:
+    """In auto mode a recording replays as soon as it is written (into the directory served now)."""
 
-    loaded: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    def index_new(written: Written) -> None:
+        state = app[STATE]
+        if written.head is None or written.cassette is None or state.index is None:
+            return
+        if written.directory == state.settings.cassettes:
+            state.index.add(written.head, written.directory / written.cassette)
 
-    def line(self, directory: Path) -> str:
-        text = f"loaded {self.loaded} recording(s) from {directory}/"
-        if self.skipped:
-            reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())
-            text += f"; skipped {sum(self.skipped.values())}: {reasons}"
-        return text
-
-
-def load_replay_index(settings: Settings) -> tuple[ReplayIndex, LoadReport]:
-    """Read every cassette under the directory into the index; bad files are skipped with one warning each."""
-    index = ReplayIndex(match_policy_for(settings), forwards_misses=settings.mode is RecordMode.AUTO)
-    report = LoadReport()
-    directory = settings.cassettes
-    if directory.is_dir():
-        good, bad = load_heads(directory)
-        for item in bad:
-            log.warning("skipping cassette %s: %s", item.path, item.reason)
-        report.skipped.update("unreadable" for _ in bad)
-        for path, interaction in sorted(good, key=lambda pair: pair[1].metadata.recorded_at):
-            reason = index.add(interaction, path)
-            if reason is None:
-                report.loaded += 1
-            else:
-                report.skipped[reason] += 1
-    return index, report
-
-
-async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
-    # auto_decompress off and no automatic Accept-Encoding/User-Agent: bytes and headers pass through as sent.
-    session = aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout),
-    )
-    app[SESSION] = session
-    yield
-    await session.close()
-
-
-async def _recording_sinks(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    writer: Any = None
-    derive = None
-    sink = None
-    if settings.db_enabled:
-        from analytics import store
-        from analytics.prices import overrides_from, price_table
-        from analytics.rows import interaction_rows
-
-        # rows are made where the cassette is built, off the event loop; priced with the config's overrides
-        derive = partial(interaction_rows, prices=price_table(overrides_from(settings.prices)))
-        if settings.record_workers == "process":
-            # The DuckDB writer lives in the recording worker too: its Arrow and DuckDB calls hold the GIL
-            # for milliseconds per flush, which streamed chunks would otherwise wait behind.
-            sink = WorkerSink(
-                start=partial(store.start_in_worker, settings.db_path, settings.db_flush_interval),
-                submit=store.submit_in_worker,
-                stats=store.stats_in_worker,
-                close=store.close_in_worker,
-            )
-        else:
-            writer = store.DuckDBWriter(settings.db_path, flush_interval=settings.db_flush_interval)
-            await writer.start()
-            app[DB_WRITER] = writer
-    recorder = Recorder(
-        settings.cassettes,
-        redaction_for(settings),
-        settings.record_workers,
-        derive,
-        sink,
-        settings.record_worker_priority,
-    )
-    recorder.needs_interaction = settings.replays
-    await recorder.start()
-    app[RECORDER] = recorder
-    if writer is not None:
-
-        def to_database(interaction: Interaction | None, path: Path | None, rows: Any) -> None:
-            if rows is not None:  # None when making them failed (logged where it happened)
-                writer.submit_rows(rows)
-
-        recorder.listeners.append(to_database)
-    if settings.replays:
-        index = app[REPLAY_INDEX]
-
-        def index_new(interaction: Interaction | None, path: Path | None, _: object) -> None:
-            if interaction is not None and path is not None:
-                index.add(head_of(interaction), path)
-
-        recorder.listeners.append(index_new)
-    yield
-    await recorder.close()
-    if writer is not None:
-        await writer.close()
+    return index_new
 
 
 @web.middleware
@@ -222,10 +120,19 @@ async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+@web.middleware
+async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`/_proxy/` tells what was recorded and can reset replay: only this machine may ask, whatever the
+    listening address."""
+    if request.path.startswith("/_proxy/") and not is_loopback(request.remote or ""):
+        return error_response(403, "/_proxy/ answers only on loopback", "invalid_request_error", "forbidden")
+    return await handler(request)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     app = request.app
-    settings = app[SETTINGS]
-    route = app[ROUTE]
+    state = app[STATE]
+    settings, route, index = state.settings, state.route, state.index
     counts = app[COUNTS]
     try:
         body = await request.read()
@@ -237,8 +144,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "request_too_large",
         )
     counts.requests += 1
-    if route.replays:
-        index = app[REPLAY_INDEX]
+    if index is not None:
         query = request.rel_url.raw_query_string
         hit, facts = index.lookup(request.method, request.path, query, request.headers, body)
         if hit is not None:
@@ -271,18 +177,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return await forward(request, app[SESSION], route.forward, app[RECORDER], body)
 
 
-@web.middleware
-async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`/_proxy/` tells what was recorded and can reset replay: only this machine may ask, whatever the
-    listening address."""
-    if request.path.startswith("/_proxy/") and not is_loopback(request.remote or ""):
-        return error_response(403, "/_proxy/ answers only on loopback", "invalid_request_error", "forbidden")
-    return await handler(request)
-
-
 async def replay_reset(request: web.Request) -> web.Response:
     """Every repeat counter back to the first recording: a second run of a test suite starts afresh."""
-    index = request.app.get(REPLAY_INDEX)
+    index = request.app[STATE].index
     if index is None:
         return error_response(409, "this proxy does not replay (mode record)", "invalid_request_error", "not_replaying")
     return web.json_response({"reset": True, "queues_rewound": index.reset(), "recordings": len(index)})
@@ -302,29 +199,27 @@ def summary_line(app: web.Application) -> str:
 
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     recorder = app.get(RECORDER)
-    writer: Any = app.get(DB_WRITER)
     db: dict[str, Any] | None = None
-    stats: Any = writer.stats() if writer is not None else None
-    if recorder is not None and recorder.sink is not None:
-        stats = await recorder.refresh_sink_stats(timeout=0.5)
-    if stats is not None:
-        db = {"rows_written": stats.rows_written, "write_errors": stats.write_errors, "last_error": stats.last_error}
-    elif settings.db_enabled and settings.records:
-        db = {"rows_written": 0, "write_errors": 0, "last_error": None}
+    if recorder is not None:
+        for stats in await recorder.refresh_sink_stats(timeout=0.5):
+            if stats.name == "database":
+                db = {"rows_written": stats.rows_written, "write_errors": stats.write_errors}
+                db["last_error"] = stats.last_error
     write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
+    degraded = recorder is not None and bool(
+        recorder.last_error or recorder.pending >= BACKLOG_WARNING or recorder.stalled_for
+    )
     body = {
-        "status": "degraded"
-        if (recorder and (recorder.last_error or recorder.pending >= BACKLOG_WARNING or recorder.stalled_for))
-        or (db and db["last_error"])
-        else "ok",
+        "status": "degraded" if degraded or (db and db["last_error"]) else "ok",
         "version": __version__,
         "mode": settings.mode.value,
         "upstream": None if settings.mode.value == "replay" else settings.upstream,
         "cassettes": str(settings.cassettes),
         "counts": asdict(app[COUNTS]),
-        "recordings": len(app[REPLAY_INDEX]) if settings.replays else None,
+        "recordings": len(state.index) if state.index is not None else None,
         "interactions_recorded": recorder.recorded if recorder else 0,
         "recording_pending": recorder.pending if recorder else 0,
         "recording_stalled_s": round(recorder.stalled_for, 1) if recorder else 0.0,
@@ -336,28 +231,40 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def retarget(app: web.Application, settings: Settings) -> LoadReport:
+    """Serve from other settings (another cassette directory, another mode) from the next request on. The
+    recording side stays: an app that may ever record must have been created with `may_record`."""
+    new = ProxyState.build(settings)
+    if new.settings.records and RECORDER not in app:
+        raise ValueError("this proxy was started without a recording side (create_app(..., may_record=True))")
+    app[STATE].take(new)
+    app[STORED].current = new.stored
+    return new.report
+
+
 def create_app(
-    settings: Settings, replay_index: ReplayIndex | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+    settings: Settings,
+    *,
+    sinks: Sequence[SinkFactory] = (),
+    replay_index: ReplayIndex | None = None,
+    extra_routes: Sequence[web.AbstractRouteDef] = (),
+    may_record: bool | None = None,
 ) -> web.Application:
-    """The app. `extra_routes` are added before the catch-all forwarding route: the composition root (cli.py)
-    hands in routes of other packages this way (the report under `/_proxy/report`), so proxy/ imports none."""
-    settings = settings.resolved()
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
-    app[SETTINGS] = settings
-    app[ROUTE] = Route.of(settings)
+    """The app. `sinks` get every recorded interaction besides its cassette (built where the recording pipeline
+    runs); `extra_routes` go before the catch-all forwarding route (the report under `/_proxy/report`);
+    `may_record` keeps a recording side even when the mode does not record now, for `retarget`."""
+    state = ProxyState.build(settings, replay_index)
+    app = web.Application(client_max_size=state.settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
+    app[STATE] = state
     app[COUNTS] = Counts()
-    if settings.replays:
-        app[REPLAY_INDEX] = replay_index if replay_index is not None else load_replay_index(settings)[0]
-    if settings.records:
-        app.cleanup_ctx.append(_upstream_session)
-        app.cleanup_ctx.append(_recording_sinks)
+    if state.settings.records if may_record is None else may_record:
+        app.cleanup_ctx.append(_recording(sinks, send_heads=may_record is True or state.settings.replays))
     app.router.add_get("/_proxy/health", health)
     app.router.add_post("/_proxy/replay/reset", replay_reset)
-    if settings.replays and settings.stored_completions == "local":
-        add_stored_routes(app, app[REPLAY_INDEX], settings.cassettes, store_all=settings.store_all)
+    add_stored_routes(app, StoredSlot(handle, state.stored))
     app.router.add_routes(extra_routes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
-__all__ = ["Interaction", "create_app"]
+__all__ = ["COUNTS", "RECORDER", "STATE", "create_app", "handle", "retarget", "summary_line"]

@@ -202,12 +202,15 @@ def settings_from(args: argparse.Namespace, mode: str | None) -> Settings:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from analytics.report_routes import report_routes  # the CLI is the composition root: it may wire analytics in
+    # The CLI is the composition root: it hands analytics to the proxy (the DuckDB rows as a recording sink, the
+    # report's routes); proxy/ itself imports nothing of analytics/.
+    from analytics.report_routes import report_routes
+    from analytics.writer import database_sinks
     from proxy.server import run
 
     mode = {"record": "record", "replay": "replay"}.get(args.command)
     settings = settings_from(args, mode)
-    run(settings, report_routes(settings))
+    run(settings, sinks=database_sinks(settings), extra_routes=report_routes(settings))
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +35,7 @@ class ForwardConfig:
     first_byte_timeout: float
     chunk_timeout: float
     mode: str = "record"
+    cassettes: Path = Path("cassettes")
 
 
 class _UpstreamFailed(Exception):
@@ -68,6 +70,7 @@ async def forward(
         started=loop.time(),
         mode=config.mode,
         tags=tags or None,
+        directory=config.cassettes,
     )
     # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise
     # re-quote them, turning `%2F` in a query into `/`).

@@ -50,7 +50,8 @@ class Option:
     def valid(self) -> str:
         """The valid values, in words."""
         if self.choices:
-            return ", ".join(self.choices)
+            aliases = ", ".join(f"{alias} = {real}" for alias, real in self.aliases.items())
+            return ", ".join(self.choices) + (f" (also {aliases})" if aliases else "")
         text = KIND_WORDS.get(self.kind, self.kind)
         return f"{text} {self.bounds}".strip()
 

@@ -13,6 +13,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -55,6 +56,7 @@ class Recording:
     error_body: bytes | None = None  # what the proxy answered itself when upstream failed
     error_status: int | None = None  # ...and with which status (502 unreachable, 504 timeout)
     tags: dict[str, str] | None = None  # from X-Proxy-Tag-* request headers (see headers.split_tags)
+    directory: Path = Path("cassettes")  # where its cassette goes (each test of the pytest plugin has its own)
 
     def add(self, chunk: bytes, at: float) -> None:
         self.chunks.append(chunk)

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from proxy import trafficlog
-from proxy.app import create_app, is_loopback, load_replay_index, summary_line
-from proxy.errors import CassetteDirError, ProxyError
+from proxy.app import is_loopback, summary_line
+from proxy.embed import start_proxy
+from proxy.errors import CassetteDirError
+from proxy.pipeline import SinkFactory
 from proxy.settings import RecordMode, Settings
+from proxy.state import load_replay_index
 
 log = logging.getLogger("proxy")
 
@@ -39,7 +42,11 @@ def startup_line(settings: Settings, port: int) -> str:
 
 
 async def serve(
-    settings: Settings, ready: asyncio.Event | None = None, extra_routes: Sequence[web.AbstractRouteDef] = ()
+    settings: Settings,
+    *,
+    sinks: Sequence[SinkFactory] = (),
+    extra_routes: Sequence[web.AbstractRouteDef] = (),
+    ready: asyncio.Event | None = None,
 ) -> None:
     asked = settings.mode
     settings = settings.resolved()
@@ -54,19 +61,7 @@ async def serve(
         if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
             raise CassetteDirError(f"no usable cassettes in {settings.cassettes} ({report.line(settings.cassettes)})")
         print(f"proxy {settings.mode.value}: {report.line(settings.cassettes)}", flush=True)
-    app = create_app(settings, replay_index, extra_routes)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ProxyError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    port = settings.port
-    server = getattr(site, "_server", None)
-    if port == 0 and server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    proxy = await start_proxy(settings, sinks=sinks, extra_routes=extra_routes, replay_index=replay_index)
     if not is_loopback(settings.host):
         log.warning(
             "listening on %s, which is not a loopback address: anyone who can reach this machine can use "
@@ -78,7 +73,7 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # Printed once the signal handlers are in place: a supervisor may stop us as soon as it reads this line.
-    print(startup_line(settings, port), flush=True)
+    print(startup_line(settings, proxy.port), flush=True)
     if ready is not None:
         ready.set()
     try:
@@ -88,17 +83,16 @@ async def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, log.warning, "already stopping: finishing in-flight requests")
         log.info("stopping: draining in-flight requests (up to %gs) and flushing records", settings.drain_timeout)
-        await runner.cleanup()
+        await proxy.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        print(summary_line(app), flush=True)
+        print(summary_line(proxy.app), flush=True)
 
 
-def run(settings: Settings, extra_routes: Sequence[web.AbstractRouteDef] = ()) -> None:
+def run(
+    settings: Settings, *, sinks: Sequence[SinkFactory] = (), extra_routes: Sequence[web.AbstractRouteDef] = ()
+) -> None:
     configure_logging(settings.log_level)
     if settings.quiet:
         trafficlog.quiet()
-    # Recording work runs in threads; a short switch interval keeps them from holding the GIL for the
-    # default 5 ms while a streamed chunk waits to be forwarded.
-    sys.setswitchinterval(0.0005)
-    asyncio.run(serve(settings, extra_routes=extra_routes))
+    asyncio.run(serve(settings, sinks=sinks, extra_routes=extra_routes))

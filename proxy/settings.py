@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from proxy.errors import ConfigError
 
@@ -197,11 +197,13 @@ class Settings(BaseModel):
     store_all: bool = setting(
         False, "the stored-completions API lists every recorded chat completion, not only store: true", REPLAYING
     )
-    record_workers: Literal["process", "thread"] = setting(
+    record_workers: Literal["process", "in-process"] = setting(
         "process",
-        "where cassettes are built and written: a worker process, or a thread of the proxy",
+        "where the recording pipeline runs: a worker process, or in the proxy's own process",
         RECORDING,
-        notes="The worker process never competes with the traffic for Python's GIL.",
+        aliases={"thread": "in-process"},
+        notes="The worker process never competes with the traffic for Python's GIL; in-process (a thread) is for\n"
+        "embedding and small use. The old name thread means in-process.",
     )
     record_worker_priority: Literal["idle", "low"] = setting(
         "idle",
@@ -224,10 +226,15 @@ class Settings(BaseModel):
         "`proxy import` re-prices the rows it imports. This table must stay last in the file.",
     )
 
-    @field_validator("mode", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _mode_aliases(cls, value: Any) -> Any:
-        return RecordMode.parse(value) if isinstance(value, str) else value
+    def _declared_aliases(cls, value: Any, info: ValidationInfo) -> Any:
+        """A value's alias, declared with its setting (mode "all", record_workers "thread"), becomes the value."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        extra = cls.model_fields[info.field_name].json_schema_extra
+        aliases = extra.get("aliases") if isinstance(extra, dict) else None
+        return aliases.get(value, value) if isinstance(aliases, dict) else value
 
     @field_validator("upstream")
     @classmethod

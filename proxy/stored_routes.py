@@ -39,7 +39,7 @@ from proxy.stored_models import (
 from proxy.stored_overlay import Overlay
 from proxy.stored_query import StoredError, parse_list_query, parse_update
 
-__all__ = ["STORED", "StoredCompletions", "add_stored_routes"]
+__all__ = ["STORED", "StoredCompletions", "StoredSlot", "add_stored_routes", "stored_completions"]
 
 log = logging.getLogger("proxy.stored")
 
@@ -50,28 +50,47 @@ class StoredCompletions:
     overlay: Overlay
 
 
-STORED = web.AppKey("stored_completions", StoredCompletions)
+@dataclass(slots=True)
+class StoredSlot:
+    """The stored completions this proxy answers from now, or None when these calls go on to `fallback` (record
+    mode forwards and records them; `stored_completions = "forward"` sends them through replay matching)."""
+
+    fallback: Handler
+    current: StoredCompletions | None = None
 
 
-def add_stored_routes(app: web.Application, replay_index: ReplayIndex, cassettes: Path, *, store_all: bool) -> None:
-    """Serve the stored-completions API from the recordings the replay index holds now and will hold.
-    Call it before the catch-all route: a create (POST /v1/chat/completions) still reaches the catch-all."""
+STORED = web.AppKey("stored_completions", StoredSlot)
+
+
+def stored_completions(replay_index: ReplayIndex, cassettes: Path, *, store_all: bool) -> StoredCompletions:
+    """The stored completions among the recordings the replay index holds now and will hold."""
     index = StoredIndex(store_all=store_all)
     for record, path in replay_index.recordings():
         index.add(record, path)
     replay_index.listeners.append(index.add)
-    app[STORED] = StoredCompletions(index, Overlay(cassettes))
-    app.router.add_get("/v1/chat/completions", _logged(list_completions), allow_head=False)
-    app.router.add_get("/v1/chat/completions/{completion_id}", _logged(get_completion), allow_head=False)
-    app.router.add_post("/v1/chat/completions/{completion_id}", _logged(update_completion))
-    app.router.add_delete("/v1/chat/completions/{completion_id}", _logged(delete_completion))
-    app.router.add_get("/v1/chat/completions/{completion_id}/messages", _logged(list_messages), allow_head=False)
+    return StoredCompletions(index, Overlay(cassettes))
 
 
-def _logged(handler: Handler) -> Handler:
-    """The handler, with the proxy's one line per request (outcome `stored`)."""
+def add_stored_routes(app: web.Application, slot: StoredSlot) -> None:
+    """The five routes. Add them before the catch-all route: a create (POST /v1/chat/completions) still reaches
+    the catch-all."""
+    app[STORED] = slot
+    app.router.add_get("/v1/chat/completions", _answered(list_completions, slot), allow_head=False)
+    app.router.add_get("/v1/chat/completions/{completion_id}", _answered(get_completion, slot), allow_head=False)
+    app.router.add_post("/v1/chat/completions/{completion_id}", _answered(update_completion, slot))
+    app.router.add_delete("/v1/chat/completions/{completion_id}", _answered(delete_completion, slot))
+    app.router.add_get(
+        "/v1/chat/completions/{completion_id}/messages", _answered(list_messages, slot), allow_head=False
+    )
 
-    async def logged(request: web.Request) -> web.StreamResponse:
+
+def _answered(handler: Handler, slot: StoredSlot) -> Handler:
+    """The handler when this proxy answers stored-API calls now, with the proxy's one line per request
+    (outcome `stored`); else the fallback."""
+
+    async def answered(request: web.Request) -> web.StreamResponse:
+        if slot.current is None:
+            return await slot.fallback(request)
         started = time.perf_counter()
         response = await handler(request)
         if trafficlog.enabled():
@@ -79,7 +98,13 @@ def _logged(handler: Handler) -> Handler:
             trafficlog.line(trafficlog.STORED, request.method, request.path, None, response.status, took, None)
         return response
 
-    return logged
+    return answered
+
+
+def _current(request: web.Request) -> StoredCompletions:
+    stored = request.app[STORED].current
+    assert stored is not None  # _answered checked
+    return stored
 
 
 def _json(model: BaseModel) -> web.Response:
@@ -151,7 +176,7 @@ async def _served(stored: StoredCompletions, completion_id: str) -> StoredComple
 
 
 async def list_completions(request: web.Request) -> web.StreamResponse:
-    stored = request.app[STORED]
+    stored = _current(request)
     try:
         query = parse_list_query(request.query.items())
         changes = stored.overlay.changes()
@@ -167,7 +192,7 @@ async def list_completions(request: web.Request) -> web.StreamResponse:
 
 async def get_completion(request: web.Request) -> web.StreamResponse:
     completion_id = request.match_info["completion_id"]
-    stored = request.app[STORED]
+    stored = _current(request)
     try:
         completion = await _served(stored, completion_id)
     except StoredError as error:
@@ -179,7 +204,7 @@ async def get_completion(request: web.Request) -> web.StreamResponse:
 
 async def update_completion(request: web.Request) -> web.StreamResponse:
     completion_id = request.match_info["completion_id"]
-    stored = request.app[STORED]
+    stored = _current(request)
     try:
         metadata = parse_update(await request.read())
         completion = await _served(stored, completion_id)
@@ -196,7 +221,7 @@ async def update_completion(request: web.Request) -> web.StreamResponse:
 
 async def delete_completion(request: web.Request) -> web.StreamResponse:
     completion_id = request.match_info["completion_id"]
-    stored = request.app[STORED]
+    stored = _current(request)
     try:
         if stored.index.find(completion_id, stored.overlay.changes()) is None:
             raise _not_found(completion_id)
@@ -211,7 +236,7 @@ async def delete_completion(request: web.Request) -> web.StreamResponse:
 
 async def list_messages(request: web.Request) -> web.StreamResponse:
     completion_id = request.match_info["completion_id"]
-    stored = request.app[STORED]
+    stored = _current(request)
     try:
         query = parse_list_query(request.query.items(), filters=False)
         completion = stored.index.find(completion_id, stored.overlay.changes())

@@ -1,17 +1,18 @@
 """The recording worker process, and the channel the proxy talks to it through.
 
-Why not a ProcessPoolExecutor: it costs a pipe write, a wake-up of its manager thread and a future per task,
-and it keeps every queued task as live Python objects in the proxy's memory until the worker takes it. Under
-a burst, the recording worker (which yields the core to the traffic) falls thousands of recordings behind, so
-both costs were large: a quarter of the proxy's CPU at 1,500 requests/s went to the executor's bookkeeping,
-and the queued objects grew the heap by 30 MB that Python never gave back.
+The worker runs the recording pipeline (pipeline.py) for the proxy, below the traffic's priority, on the
+other core when there is one. Why not a ProcessPoolExecutor: it costs a pipe write, a wake-up of its manager
+thread and a future per task, and it keeps every queued task as live Python objects in the proxy's memory until
+the worker takes it. Under a burst, the recording worker (which yields the core to the traffic) falls thousands
+of recordings behind, so both costs were large: a quarter of the proxy's CPU at 1,500 requests/s went to the
+executor's bookkeeping, and the queued objects grew the heap by 30 MB that Python never gave back.
 
 So the channel is one Unix socket pair. The event loop gathers the recordings finished in one loop iteration,
 pickles them at once into one frame (a 4-byte big-endian length, then the pickle) and lets the objects go;
 a waiting frame is one bytes object. The worker answers each batch with one frame of results, in order.
 
 Parent -> worker: ("batch", seq, [Recording]), ("stats", seq), ("close", seq).
-Worker -> parent: ("ready", 0, None), ("done", seq, ([_Result], sink stats)), ("stats", seq, sink stats),
+Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats)), ("stats", seq, sink stats),
                   ("closed", seq, sink stats).
 """
 
@@ -29,10 +30,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from proxy.recording import Redaction
+from proxy.pipeline import Pipeline, PipelineConfig
 
 log = logging.getLogger("proxy.record")
 
@@ -48,24 +48,8 @@ def frame(message: Message) -> bytes:
 
 
 @dataclass(frozen=True)
-class WorkerSink:
-    """A consumer of derived values that lives in the worker process (the DuckDB writer): module-level
-    functions, so they cross to the worker by reference. `start` runs once when the worker boots, `submit`
-    takes each derived value and returns the sink's counters, `stats` and `close` return them too."""
-
-    start: Callable[[], None]
-    submit: Callable[[Any], Any]
-    stats: Callable[[], Any]
-    close: Callable[[], Any]
-
-
-@dataclass(frozen=True)
 class WorkerConfig:
-    directory: Path
-    redaction: Redaction
-    send_back: Literal["light", "none"]
-    derive: Callable[..., Any] | None
-    sink: WorkerSink | None
+    pipeline: PipelineConfig
     priority: Priority = "idle"
 
 
@@ -144,36 +128,20 @@ def _settle_in(priority: Priority) -> None:
 
 
 def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
-    """The worker process: build and write each recording of each batch, answer with the results."""
-    from proxy.recorder import build_and_write  # the worker's one job; imported here to keep the cycle out
-
+    """The worker process: run the pipeline on each recording of each batch, answer with what was written."""
     _settle_in(config.priority)
-    sink = config.sink
-    if sink is not None:
-        sink.start()
+    pipeline = Pipeline(config.pipeline)
+    pipeline.open()
     sock.sendall(frame(("ready", 0, None)))
     while (message := _receive(sock)) is not None:
         kind, seq, body = message
         if kind == "batch":
-            results = [
-                build_and_write(
-                    recording,
-                    config.directory,
-                    config.redaction,
-                    config.send_back,
-                    config.derive,
-                    sink.submit if sink else None,
-                )
-                for recording in body
-            ]
-            for result in results:
-                result.sink_stats = None  # once per batch is enough
-            stats = sink.stats() if sink else None
-            sock.sendall(frame(("done", seq, (results, stats))))
+            results = [pipeline.run(recording) for recording in body]
+            sock.sendall(frame(("done", seq, (results, pipeline.stats()))))
         elif kind == "stats":
-            sock.sendall(frame(("stats", seq, sink.stats() if sink else None)))
+            sock.sendall(frame(("stats", seq, pipeline.stats())))
         elif kind == "close":
-            sock.sendall(frame(("closed", seq, sink.close() if sink else None)))
+            sock.sendall(frame(("closed", seq, pipeline.close())))
             break
     sock.close()
 

@@ -12,6 +12,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
+from analytics.writer import database_sinks
 from proxy.app import create_app
 from proxy.cassettes import iter_cassette_paths
 from proxy.settings import Settings
@@ -66,7 +67,7 @@ def start_proxy(aiohttp_server: Any, tmp_path: Path) -> StartProxy:
         }
         values.update(overrides)
         settings = Settings.model_validate(values)
-        server = await aiohttp_server(create_app(settings))
+        server = await aiohttp_server(create_app(settings, sinks=database_sinks(settings)))
         return RunningProxy(server, settings)
 
     return start

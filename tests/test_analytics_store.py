@@ -30,7 +30,7 @@ from analytics.query import (
 )
 from analytics.rows import interaction_rows
 from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS, VIEWS_V2
-from analytics.store import DuckDBWriter
+from analytics.writer import DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import (
     Body,
@@ -168,7 +168,7 @@ def test_views_exist_and_are_documented(tmp_path: Path) -> None:
 async def test_writer_inserts_a_burst_as_one_batch(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.2)
-    await writer.start()
+    writer.start()
     for n in range(200):
         writer.submit(make_interaction(n), f"20261122/{n}.json")
     # the first time any row is visible, all 200 are: they went in as one transaction
@@ -179,29 +179,29 @@ async def test_writer_inserts_a_burst_as_one_batch(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     assert seen == 200
     assert count(db, "choices") == 200
-    await writer.close()
+    writer.close()
     assert (writer.rows_written, writer.write_errors, writer.last_error) == (200, 0, None)
 
 
 async def test_writer_keeps_writing_batches_while_running(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.1)
-    await writer.start()
+    writer.start()
     for round_ in range(3):
         for n in range(round_ * 10, round_ * 10 + 10):
             writer.submit(make_interaction(n), None)
         await wait_for_count(db, round_ * 10 + 10)
-    await writer.close()
+    writer.close()
     assert writer.rows_written == 30
 
 
 async def test_close_flushes_every_buffered_row(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=3600)  # never flushes on its own
-    await writer.start()
+    writer.start()
     for n in range(50):
         writer.submit(make_interaction(n), None)
-    await writer.close()
+    writer.close()
     assert count(db) == 50
     assert writer.rows_written == 50
     assert writer.pending == 0
@@ -210,10 +210,10 @@ async def test_close_flushes_every_buffered_row(tmp_path: Path) -> None:
 async def test_the_cassette_path_is_stored(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db)
-    await writer.start()
+    writer.start()
     writer.submit(make_interaction(1), "20261122/035801-chat-completions-gpt-4o-mini-00000001.json")
     writer.submit(make_interaction(2), None)
-    await writer.close()
+    writer.close()
     _, rows = run_sql(db, "SELECT cassette FROM interactions ORDER BY id")
     assert rows == [("20261122/035801-chat-completions-gpt-4o-mini-00000001.json",), (None,)]
 
@@ -233,11 +233,11 @@ async def test_a_failing_database_is_counted_and_logged_once_never_raised(
     db = _unusable_db_paths(tmp_path)[case]
     writer = DuckDBWriter(db, flush_interval=0.05)
     with caplog.at_level(logging.ERROR, logger="proxy.analytics"):
-        await writer.start()
+        writer.start()
         for n in range(5):
             writer.submit(make_interaction(n), None)
             await asyncio.sleep(0.08)
-        await writer.close()
+        writer.close()
     assert writer.write_errors >= 3
     assert writer.rows_written == 0
     assert writer.last_error is not None and str(db) in writer.last_error
@@ -250,14 +250,14 @@ async def test_a_failed_batch_is_kept_and_written_when_the_database_recovers(tmp
     blocker.write_text("a file where the database folder should be")
     db = blocker / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     for n in range(20):
         writer.submit(make_interaction(n), None)
     await asyncio.sleep(0.3)
     assert writer.write_errors > 0 and writer.pending == 20
     blocker.unlink()  # the folder can be created now
     await wait_for_count(db, 20)
-    await writer.close()
+    writer.close()
     assert (writer.rows_written, writer.last_error, writer.pending) == (20, None, 0)
 
 
@@ -266,15 +266,15 @@ async def test_the_buffer_is_bounded_and_drops_the_oldest(tmp_path: Path) -> Non
     for n in range(15):
         writer.submit(make_interaction(n), None)  # before start(): nothing is written yet
     assert (writer.pending, writer.rows_dropped) == (10, 5)
-    await writer.close()
+    writer.close()
     _, rows = run_sql(tmp_path / "traffic.duckdb", "SELECT min(id), count(*) FROM interactions")
     assert rows == [(make_interaction(5).id, 10)]
 
 
 async def test_submit_after_close_is_counted_not_raised(tmp_path: Path) -> None:
     writer = DuckDBWriter(tmp_path / "traffic.duckdb")
-    await writer.start()
-    await writer.close()
+    writer.start()
+    writer.close()
     writer.submit(make_interaction(1), None)
     assert writer.rows_dropped == 1
 
@@ -284,10 +284,10 @@ async def test_a_row_the_database_refuses_is_dropped_alone(tmp_path: Path) -> No
     bad = make_interaction(2)
     bad.request.body = Body(json_={"text": "lone surrogate \ud800"})  # valid in Python, not in UTF-8 / JSON
     writer = DuckDBWriter(db)
-    await writer.start()
+    writer.start()
     for interaction in (make_interaction(1), bad, make_interaction(3)):
         writer.submit(interaction, None)
-    await writer.close()
+    writer.close()
     assert count(db) == 2
     assert (writer.rows_written, writer.rows_dropped, writer.write_errors) == (2, 1, 1)
 
@@ -319,7 +319,7 @@ while time.monotonic() - started < 15:
 async def test_a_reader_process_sees_new_rows_within_a_second_or_two(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.5)
-    await writer.start()
+    writer.start()
     running = True
 
     async def traffic() -> None:
@@ -350,7 +350,7 @@ async def test_a_reader_process_sees_new_rows_within_a_second_or_two(tmp_path: P
         if reader.returncode is None:
             reader.kill()
         await reader.communicate()  # drains and closes the pipes
-    await writer.close()
+    writer.close()
     result = json.loads(line)
     assert result["failures"] == 0
     assert result["distinct_counts"] >= 2  # it read while the table grew
@@ -361,13 +361,13 @@ async def test_a_reader_process_sees_new_rows_within_a_second_or_two(tmp_path: P
 async def test_run_sql_in_a_thread_of_the_recording_process_while_the_writer_runs(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     results = []
     for n in range(40):
         writer.submit(make_interaction(n), None)
         results.append(await asyncio.to_thread(count, db))
         await asyncio.sleep(0.05)
-    await writer.close()
+    writer.close()
     assert results == sorted(results)
     assert writer.write_errors == 0 and count(db) == 40
 
@@ -396,7 +396,7 @@ def test_a_reader_waits_for_a_writer_in_another_process(tmp_path: Path) -> None:
 async def test_the_writer_retries_while_another_process_holds_the_file(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.1, lock_timeout=0.2)
-    await writer.start()
+    writer.start()
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", HOLDER, str(db), "1.0", stdout=asyncio.subprocess.PIPE
     )
@@ -410,7 +410,7 @@ async def test_the_writer_retries_while_another_process_holds_the_file(tmp_path:
     finally:
         await holder.communicate()
     await wait_for_count(db, 10)
-    await writer.close()
+    writer.close()
     assert (writer.rows_written, writer.last_error) == (10, None)
 
 
@@ -439,7 +439,7 @@ def test_a_flag_left_by_a_dead_writer_is_ignored(tmp_path: Path) -> None:
 async def test_the_writer_removes_its_flag_once_it_gets_the_file(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", HOLDER, str(db), "0.5", stdout=asyncio.subprocess.PIPE
     )
@@ -451,7 +451,7 @@ async def test_the_writer_removes_its_flag_once_it_gets_the_file(tmp_path: Path)
     finally:
         await holder.communicate()
     await wait_for_count(db, 1)
-    await writer.close()
+    writer.close()
     assert not (tmp_path / "traffic.duckdb.writer-waiting").exists()
     assert writer.write_errors == 0
 
@@ -475,7 +475,7 @@ def opens_without_asking(db: Path) -> str:
 async def test_the_writer_holds_the_file_while_rows_keep_coming_and_lets_go_when_asked(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     feeding = True
 
     async def feed() -> None:
@@ -496,7 +496,7 @@ async def test_the_writer_holds_the_file_while_rows_keep_coming_and_lets_go_when
     finally:
         feeding = False
         await feeder
-        await writer.close()
+        writer.close()
     assert await asyncio.to_thread(opens_without_asking, db) == "opened"  # a closed writer holds nothing
     assert writer.write_errors == 0 and count(db) == writer.rows_written
 
@@ -504,7 +504,7 @@ async def test_the_writer_holds_the_file_while_rows_keep_coming_and_lets_go_when
 async def test_an_idle_writer_lets_go_of_the_file(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     try:
         writer.submit(make_interaction(1), None)
         await eventually_written(writer, 1)
@@ -514,14 +514,14 @@ async def test_an_idle_writer_lets_go_of_the_file(tmp_path: Path) -> None:
         writer.submit(make_interaction(2), None)
         await eventually_written(writer, 2)  # and takes it back for the next batch
     finally:
-        await writer.close()
+        writer.close()
     assert count(db) == 2 and writer.write_errors == 0
 
 
 async def test_a_database_deleted_under_the_writer_is_created_again(tmp_path: Path) -> None:
     db = tmp_path / "traffic.duckdb"
     writer = DuckDBWriter(db, flush_interval=0.05)
-    await writer.start()
+    writer.start()
     try:
         writer.submit(make_interaction(1), None)
         await eventually_written(writer, 1)
@@ -529,7 +529,7 @@ async def test_a_database_deleted_under_the_writer_is_created_again(tmp_path: Pa
         writer.submit(make_interaction(2), None)
         await eventually_written(writer, 2)
     finally:
-        await writer.close()
+        writer.close()
     assert run_sql(db, "SELECT id FROM interactions")[1] == [(make_interaction(2).id,)]
     assert writer.write_errors == 0
 
@@ -603,10 +603,10 @@ async def test_import_skips_what_the_writer_already_wrote(tmp_path: Path) -> Non
     traffic = mixed_traffic()
     write_cassettes(cassettes, traffic)
     writer = DuckDBWriter(db)
-    await writer.start()
+    writer.start()
     for interaction in traffic[:3]:
         writer.submit(interaction, None)
-    await writer.close()
+    writer.close()
     report = import_directory(db, cassettes)
     assert (report.imported, report.skipped_existing) == (4, 3)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from dataclasses import fields
 from datetime import UTC, datetime
 
@@ -29,6 +30,7 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
         error_body=b'{"error":{}}',
         error_status=502,
         tags={"feature": "search"},
+        directory=Path("elsewhere/cassettes"),
     )
     recording.add(b"data: 1\n\n", 12.8)
     recording.add(b"data: 2\n\n", 12.9)
