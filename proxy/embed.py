@@ -102,9 +102,7 @@ async def start_proxy(
         app = create_app(
             settings, sinks=sinks, extra_routes=extra_routes, may_record=may_record, replay_index=replay_index
         )
-        runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout
-        )
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
         await runner.setup()
     except BaseException:
         sock.close()

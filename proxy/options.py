@@ -132,12 +132,15 @@ def flag_help(option: Option) -> str:
     return f"{text} (default: {option.default_text})".replace("%", "%%")
 
 
-def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
-    """The flags of every setting `command` uses, in declaration order, each with its help and default."""
+def add_setting_flags(parser: argparse.ArgumentParser, command: str, accepted: tuple[str, ...] = ()) -> None:
+    """The flags of every setting `command` uses, in declaration order, each with its help and default; and,
+    hidden from --help, the flags of the `accepted` settings (which the command took before without using them)."""
     for option in options():
-        if command not in option.commands or option.flag is None:
+        used = command in option.commands
+        if option.flag is None or not (used or option.name in accepted):
             continue
-        kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": flag_help(option)}
+        help_text = flag_help(option) if used else argparse.SUPPRESS
+        kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": help_text}
         if option.kind == "bool" and option.flag.startswith("--no-"):
             kwargs.update(action="store_const", const=False)
         elif option.kind == "bool":
