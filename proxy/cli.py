@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_setting_flags(cmd, name, ACCEPTED_UNUSED.get(name, ()))
 
     def lake_flag(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--lake", metavar="DIR", type=Path, help="read a Parquet lake (proxy export) instead")
+        cmd.add_argument(
+            "--lake", metavar="DIR", type=Path, help="read a Parquet lake (proxy export) instead of the database"
+        )
 
     def window_flags(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--since", metavar="DATE", help="only traffic at or after this ISO date/time, UTC")
@@ -144,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(stats, "stats")
     lake_flag(stats)
     window_flags(stats)
-    stats.add_argument("--by", default="model", metavar="model|day|tag:NAME", help="group the first table by this")
+    stats.add_argument(
+        "--by", default="model", metavar="model|day|tag:NAME", help="group the first table by this (default: model)"
+    )
     stats.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help=FORMAT_HELP + "; csv: the first table"
     )

@@ -38,9 +38,7 @@ async def test_cost_is_priced_from_the_usage_and_null_for_an_unknown_model(
     proxy = await start_proxy(upstream.url, db_enabled=True, db_flush_interval=0.05)
     async with proxy.client() as client:
         for scenario, model in (("mini", "gpt-4o-mini"), ("4o", "gpt-4o"), ("local", "my-local-llama")):
-            await client.chat.completions.create(
-                model=model, messages=MESSAGES, extra_headers={"x-scenario": scenario}
-            )
+            await client.chat.completions.create(model=model, messages=MESSAGES, extra_headers={"x-scenario": scenario})
     db = proxy.settings.db_path
     await wait_for_count(db, 3)
     by_model = {row["model"]: row for row in rows(db, "SELECT model, requested_model, cost_usd FROM interactions")}
@@ -74,9 +72,7 @@ async def test_tags_are_stored_stripped_before_forwarding_and_ignored_by_replay(
     assert not [name for name in received.headers if name.lower().startswith("x-proxy-tag")]
     db = proxy.settings.db_path
     await wait_for_count(db, 1)
-    [row] = rows(
-        db, "SELECT tags, tags->>'feature' AS feature, \"user\", metadata->>'team' AS team FROM interactions"
-    )
+    [row] = rows(db, "SELECT tags, tags->>'feature' AS feature, \"user\", metadata->>'team' AS team FROM interactions")
     assert json.loads(row["tags"]) == {"feature": "search", "test": "tests/test_x.py::test_y"}
     assert (row["feature"], row["user"], row["team"]) == ("search", "alice", "core")
     assert rows(db, "SELECT tag, value FROM interaction_tags ORDER BY tag") == [

@@ -174,9 +174,7 @@ def test_nice_max(value: float, top: float) -> None:
 
 
 def test_stacked_columns_draw_one_bar_per_known_value_and_escape_names() -> None:
-    svg = stacked_columns(
-        ["2026-11-21", "2026-11-22"], [("<b>x</b>", [1, 2]), ("m2", [None, 3])], label="requests"
-    )
+    svg = stacked_columns(["2026-11-21", "2026-11-22"], [("<b>x</b>", [1, 2]), ("m2", [None, 3])], label="requests")
     assert svg.count('class="bar"') == 3
     assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
 

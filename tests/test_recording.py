@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 from dataclasses import fields
 from datetime import UTC, datetime
+from pathlib import Path
 
 from proxy.recording import Recording
 

@@ -38,6 +38,12 @@ def test_every_command_flag_and_positional_has_help() -> None:
     # the walk did reach every command (each with its own -h) and their positional arguments
     assert {command for command, _ in actions} == {"proxy", *(f"proxy {name}" for name in COMMANDS)}
     assert any(command == "proxy sql" and action.metavar == "SQL" for command, action in actions)
+    no_default = [
+        f"{command}: {action.option_strings or action.metavar}"
+        for command, action in actions
+        if action.default not in (None, argparse.SUPPRESS) and "default" not in (action.help or "")
+    ]
+    assert no_default == []  # each value a command falls back to is shown in its help
 
 
 def accepted_unused(command: str, action: argparse.Action) -> bool:
