@@ -30,6 +30,7 @@ retries with a short backoff. Verified with duckdb 2.0.0 and two processes:
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -197,3 +198,67 @@ def reading(db_path: Path | str, timeout: float = LOCK_TIMEOUT) -> Iterator[duck
     finally:
         con.close()
         _withdraw(path)
+
+
+class HeldConnection:
+    """The writer's connection, kept between batches: opened (schema brought up to date) when needed, let go
+    of when another process wants the file or nothing was written for a while, and opened anew when the file
+    was deleted or replaced (noticed by its device and inode)."""
+
+    def __init__(self, db_path: Path, lock_timeout: float) -> None:
+        self.db_path = db_path
+        self.lock_timeout = lock_timeout
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._file: tuple[int, int] | None = None
+        self._last_use = 0.0  # time.monotonic() of the last batch written
+        self._wanted_until = 0.0  # until then, open the file per batch (see wanted)
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = connect(self.db_path, read_only=False, timeout=self.lock_timeout, announce=False)
+        try:
+            apply_migrations(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def prepare(self) -> None:
+        """Create the database and its schema now, holding nothing."""
+        self._open().close()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None and self._identity() != self._file:
+            self.release()
+        if self._con is None:
+            con = self._open()
+            con.execute("SET threads = 1")  # batches are small; more threads only add wake-ups on a busy core
+            self._con, self._file = con, self._identity()
+        self._last_use = time.monotonic()
+        return self._con
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.db_path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def idle_for(self) -> float:
+        """Seconds since the held connection was last used; 0 when nothing is held."""
+        return 0.0 if self._con is None else time.monotonic() - self._last_use
+
+    def wanted(self) -> bool:
+        """Whether another process asked for the file in the last WANTED_FRESH seconds while one is held.
+        Readers remove their flag when done, so the writer remembers having seen it: a reader polling every
+        second or two then always finds the file free between batches."""
+        now = time.monotonic()
+        if self._con is not None and is_wanted(self.db_path):
+            self._wanted_until = now + WANTED_FRESH
+        return self._con is not None and now < self._wanted_until
+
+    def release(self) -> None:
+        """Close the held connection; raises what closing raised (the connection is gone either way)."""
+        con, self._con, self._file = self._con, None, None
+        if con is not None:
+            con.close()

@@ -12,7 +12,6 @@ dropped and counted): the cassette files stay the source of truth, and `proxy im
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -21,13 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from analytics.db import WANTED_FRESH, connect, first_line, is_lock_conflict, is_wanted
+from analytics.db import HeldConnection, first_line, is_lock_conflict
 from analytics.prices import overrides_from, price_table
 from analytics.pricing import PriceTable
 from analytics.rows import interaction_rows
-from analytics.schema import apply_migrations
 from analytics.store import RowSet, write_isolating
 from proxy.interaction import Interaction
 from proxy.pipeline import SinkFactory, SinkStats
@@ -43,6 +39,58 @@ IDLE_RELEASE = 1.0
 
 
 _Queued = tuple[Interaction, str | None]  # an interaction and its cassette path, still to be turned into rows
+
+
+class Buffer:
+    """Interactions waiting for the writer thread, bounded: beyond `limit` the oldest are dropped and counted
+    (their cassettes are kept). The lock is held only for O(1) appends and swaps."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.dropped = 0  # never written: the buffer overflowed, refused by the database, or added after close
+        self._items: deque[_Queued] = deque()
+        self._in_flight = 0  # size of the batch being written
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return len(self._items) + self._in_flight
+
+    def add(self, item: _Queued) -> bool:
+        """Queue one; False when that dropped something (this item, after close; else the oldest)."""
+        with self._lock:
+            overflow = self._closed or len(self._items) >= self.limit
+            if overflow:
+                self.dropped += 1
+            if not self._closed:
+                if overflow and self._items:
+                    self._items.popleft()
+                self._items.append(item)
+        return not overflow
+
+    def take(self) -> deque[_Queued]:
+        """Everything queued, now in flight until `done` or `put_back`."""
+        with self._lock:
+            items, self._items = self._items, deque()
+            self._in_flight = len(items)
+        return items
+
+    def done(self) -> None:
+        self._in_flight = 0
+
+    def put_back(self, items: deque[_Queued]) -> None:
+        """A batch that failed goes back in front, for the next try (still bounded)."""
+        with self._lock:
+            self._items.extendleft(reversed(items))
+            self._in_flight = 0
+            while len(self._items) > self.limit:
+                self._items.popleft()
+                self.dropped += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
 
 
 class DuckDBWriter:
@@ -65,43 +113,29 @@ class DuckDBWriter:
         self.prices = prices
         self.rows_written = 0  # interactions inserted
         self.write_errors = 0  # failed flushes, plus rows the database refused
-        self.rows_dropped = 0  # rows never written: the buffer overflowed, or submitted after close
         self.last_error: str | None = None
-        self._buffer: deque[_Queued] = deque()
-        self._lock = threading.Lock()  # guards _buffer; held only for O(1) appends and swaps
+        self._buffer = Buffer(max_buffered)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._closed = False
-        self._in_flight = 0  # size of the batch the thread is writing
         self._refusals = 0
         self._reasons_logged: set[str] = set()
         # The connection held between batches, and the identity (device, inode) of the file it holds: a file
         # deleted or replaced under a running proxy is noticed, and a new one is created.
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._con_file: tuple[int, int] | None = None
-        self._last_write = 0.0  # time.monotonic() of the last batch written
-        self._wanted_until = 0.0  # until then, open the file per batch (see _wanted)
+        self.held = HeldConnection(self.db_path, lock_timeout)
 
     @property
     def pending(self) -> int:
         """Interactions submitted and not yet written (buffered, or in the batch being written)."""
-        return len(self._buffer) + self._in_flight
+        return self._buffer.pending
+
+    @property
+    def rows_dropped(self) -> int:
+        return self._buffer.dropped
 
     def submit(self, interaction: Interaction, cassette_path: str | None) -> None:
         """Queue one interaction. Never blocks on I/O and never raises."""
-        self._enqueue((interaction, cassette_path))
-
-    def _enqueue(self, item: _Queued) -> None:
         try:
-            with self._lock:
-                overflow = self._closed or len(self._buffer) >= self.max_buffered
-                if overflow:
-                    self.rows_dropped += 1
-                if not self._closed:
-                    if overflow and self._buffer:
-                        self._buffer.popleft()
-                    self._buffer.append(item)
-            if overflow:
+            if not self._buffer.add((interaction, cassette_path)):
                 self._log_once("DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)")
         except Exception:  # recording must never break the traffic
             log.exception("could not queue an interaction for DuckDB")
@@ -114,8 +148,7 @@ class DuckDBWriter:
 
     def close(self) -> SinkStats:
         """Write every buffered row (one last try), then stop the thread."""
-        with self._lock:
-            self._closed = True
+        self._buffer.close()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -123,10 +156,10 @@ class DuckDBWriter:
         else:
             self.flush()
         self._release()
-        if self._buffer:
+        if self._buffer.pending:
             log.error(
                 "%d interactions were not written to %s (their cassettes are kept; `proxy import` adds them)",
-                len(self._buffer),
+                self._buffer.pending,
                 self.db_path,
             )
         return self.stats()
@@ -138,77 +171,26 @@ class DuckDBWriter:
         tick = min(RELEASE_CHECK, self.flush_interval)
         next_flush = time.monotonic() + self.flush_interval
         while not self._stop.wait(tick):
-            if self._con is not None and (time.monotonic() - self._last_write > IDLE_RELEASE or self._wanted()):
+            if self.held.idle_for() > IDLE_RELEASE or self.held.wanted():
                 self._release()
             if time.monotonic() >= next_flush:
                 self.flush()
                 next_flush = time.monotonic() + self.flush_interval
         self.flush()
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        """The held connection, or a new one (schema brought up to date) when there is none or its file is gone."""
-        if self._con is not None and self._file_identity() != self._con_file:
-            self._release()
-        if self._con is None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout, announce=False)
-            try:
-                apply_migrations(con)
-                con.execute("SET threads = 1")  # batches are small; more threads only add wake-ups on a busy core
-            except BaseException:
-                con.close()
-                raise
-            self._con, self._con_file = con, self._file_identity()
-        return self._con
-
-    def _file_identity(self) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.db_path)
-        except OSError:
-            return None
-        return info.st_dev, info.st_ino
-
-    def _release(self, *, after_failure: bool = False) -> None:
-        """Close the held connection (DuckDB checkpoints on close), so another process can open the file."""
-        con, self._con, self._con_file = self._con, None, None
-        if con is not None:
-            try:
-                con.close()
-            except Exception as exc:
-                if not after_failure:  # the failure that broke it is counted already
-                    self._failed(exc, 0)
-
-    def _prepare(self) -> None:
-        try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            con = connect(self.db_path, read_only=False, timeout=self.lock_timeout, announce=False)
-            try:
-                apply_migrations(con)
-            finally:
-                con.close()
-        except Exception as exc:
-            self._failed(exc, 0)
-
     def flush(self) -> None:
         """Write everything buffered now, in this thread. On failure the rows go back to the buffer."""
-        with self._lock:
-            if not self._buffer:
-                return
-            items, self._buffer = self._buffer, deque()
-            self._in_flight = len(items)
+        items = self._buffer.take()
+        if not items:
+            return
         try:
             written = self._write(items)
         except Exception as exc:
             self._release(after_failure=True)  # a broken connection is not reused
             self._failed(exc, len(items))
-            with self._lock:
-                self._buffer.extendleft(reversed(items))
-                self._in_flight = 0
-                while len(self._buffer) > self.max_buffered:
-                    self._buffer.popleft()
-                    self.rows_dropped += 1
+            self._buffer.put_back(items)
             return
-        self._in_flight = 0
+        self._buffer.done()
         self.rows_written += written
         if self.last_error is not None:
             log.warning("DuckDB writing resumed: %s", self.db_path)
@@ -223,27 +205,30 @@ class DuckDBWriter:
             except Exception:  # a bug in rows.py must not hold back the other rows
                 self.write_errors += 1
                 log.exception("could not turn interaction %s into rows", interaction.id)
-        written = write_isolating(self._connection(), batch, self._refuse)
-        self._last_write = time.monotonic()
-        if self._wanted():
+        written = write_isolating(self.held.connection(), batch, self._refuse)
+        if self.held.wanted():
             self._release()
         return written
 
-    def _wanted(self) -> bool:
-        """Whether somebody asked for the file in the last WANTED_FRESH seconds. Readers remove their flag when
-        done, so the writer remembers having seen it: a reader polling every second or two then always finds
-        the file free between batches, instead of waiting for the writer to let go each time."""
-        now = time.monotonic()
-        if is_wanted(self.db_path):
-            self._wanted_until = now + WANTED_FRESH
-        return now < self._wanted_until
+    def _prepare(self) -> None:
+        try:
+            self.held.prepare()
+        except Exception as exc:
+            self._failed(exc, 0)
+
+    def _release(self, *, after_failure: bool = False) -> None:
+        """Let go of the file (DuckDB checkpoints on close), so another process can open it."""
+        try:
+            self.held.release()
+        except Exception as exc:
+            if not after_failure:  # the failure that broke it is counted already
+                self._failed(exc, 0)
 
     def _refuse(self, rowset: RowSet, reason: str) -> None:
-        with self._lock:
-            self.write_errors += 1
-            self.rows_dropped += 1
-            self._refusals += 1
-            refusals = self._refusals
+        self.write_errors += 1
+        self._buffer.dropped += 1
+        self._refusals += 1
+        refusals = self._refusals
         if refusals <= _REFUSALS_LOGGED:
             more = "; further refusals are counted, not logged" if refusals == _REFUSALS_LOGGED else ""
             log.error("DuckDB refused interaction %s, not written: %s%s", rowset[0]["id"], reason, more)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -82,7 +83,8 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), reuse_port=False)
     except OSError as exc:
-        raise ProxyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ProxyError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 async def start_proxy(

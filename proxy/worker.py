@@ -177,6 +177,8 @@ class WorkerChannel:
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._replies: dict[int, asyncio.Future[Any]] = {}  # questions asked, by (negative) number
+        self._asked = 0
 
     @property
     def pid(self) -> int | None:
@@ -209,6 +211,19 @@ class WorkerChannel:
     def send(self, data: bytes) -> None:
         self._outbox.put_nowait(data)
 
+    async def ask(self, kind: str, timeout: float) -> Any:
+        """A question ("stats", "close") sent after everything queued: the worker answers once it has done what
+        came before. None when the worker went away first. Numbered below zero, apart from the batches."""
+        self._asked -= 1
+        seq = self._asked
+        reply = asyncio.get_running_loop().create_future()
+        self._replies[seq] = reply
+        self.send(frame((kind, seq, None)))
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        finally:
+            self._replies.pop(seq, None)
+
     async def _send_loop(self) -> None:
         assert self._writer is not None
         try:
@@ -221,6 +236,11 @@ class WorkerChannel:
     async def _receive_loop(self, reader: asyncio.StreamReader) -> None:
         try:
             while (message := await _read_message(reader)) is not None:
+                reply = self._replies.pop(message[1], None)
+                if reply is not None:
+                    if not reply.done():
+                        reply.set_result(message[2])
+                    continue
                 try:
                     self.on_message(message)
                 except Exception:  # a bug in handling one answer must not stop the channel
@@ -235,6 +255,9 @@ class WorkerChannel:
             if task is not asyncio.current_task():
                 task.cancel()
         await self._exited()
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_result(None)
         self.on_exit(self.closing)
 
     async def _exited(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from proxy.pipeline import PipelineConfig, SinkStats
@@ -25,27 +26,87 @@ log = logging.getLogger("proxy.record")
 STALL_WARNING = 30.0
 
 
+class StallWatch:
+    """Tells when the worker holds work and finishes none for `warning` seconds: warns once per stall, and
+    says how long it has lasted (`/_proxy/health` shows it)."""
+
+    def __init__(self, priority: Priority, holding: Callable[[], bool], waiting: Callable[[], int]) -> None:
+        self.warning = STALL_WARNING
+        self.priority = priority
+        self._holding = holding
+        self._waiting = waiting
+        self._since = 0.0  # loop time the worker last finished a batch, or got one while holding nothing
+        self._timer: asyncio.TimerHandle | None = None
+        self._warned = False
+
+    def progressed(self) -> None:
+        """The worker finished a batch, or was handed one while holding nothing: its clock starts again."""
+        loop = asyncio.get_running_loop()
+        if self._warned:
+            log.info("the recording worker is making progress again (%d recordings pending)", self._waiting())
+            self._warned = False
+        self._since = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_later(self.warning, self._check)
+
+    def _check(self) -> None:
+        """Warn once per stall; the next `progressed` arms the timer again."""
+        self._timer = None
+        if not self._holding() or self._warned:
+            return
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._since
+        if waited < self.warning:  # it finished something since the timer was armed
+            self._timer = loop.call_later(self.warning - waited, self._check)
+            return
+        self._warned = True
+        advice = (
+            'it runs at record_worker_priority = "idle" and other work keeps the CPU busy; "low" keeps pace'
+            if self.priority == "idle"
+            else "it may be starved of CPU or stuck"
+        )
+        log.warning(
+            "the recording worker has finished nothing for %.0f s while %d recordings wait: %s "
+            "(nothing is dropped; /_proxy/health says degraded until it catches up)",
+            waited,
+            self._waiting(),
+            advice,
+        )
+
+    @property
+    def stalled_for(self) -> float:
+        if not self._holding():
+            return 0.0
+        waited = asyncio.get_running_loop().time() - self._since
+        return waited if waited >= self.warning else 0.0
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class WorkerRunner(Runner):
     def __init__(self, config: PipelineConfig, priority: Priority = "idle") -> None:
         super().__init__()
         self.config = WorkerConfig(config, priority)
-        self.stall_warning = STALL_WARNING
         self._channel: WorkerChannel | None = None
         self._reviving: asyncio.Task[None] | None = None
         self._batches: dict[int, Batch] = {}  # sent and not answered for, by number
         self._collecting: list[Recording] = []  # this loop iteration's batch
         self._queued = 0  # recordings in _collecting and _batches
         self._seq = 0
-        self._replies: dict[int, asyncio.Future[Any]] = {}  # answers to "stats" and "close"
         self._drained = asyncio.Event()
         self._drained.set()
-        self._waiting_since = 0.0  # loop time the worker last finished a batch, or got one with nothing pending
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_warned = False
+        self.stall = StallWatch(priority, lambda: bool(self._batches), lambda: self._queued)
 
     async def start(self) -> None:
         """Start the worker now, so the first recording doesn't wait for it to boot."""
         self._channel = await self._open_channel()
+
+    @property
+    def stalled_for(self) -> float:
+        return self.stall.stalled_for
 
     async def _open_channel(self) -> WorkerChannel:
         channel = WorkerChannel(self.config, self._on_message, self._on_exit)
@@ -80,7 +141,7 @@ class WorkerRunner(Runner):
             self._forget(len(recordings), f"could not hand recordings to the worker: {exc!r}")
             return
         if not self._batches:
-            self._progressed()
+            self.stall.progressed()
         self._batches[self._seq] = Batch(data, len(recordings), attempt)
         if self._channel is not None:
             self._channel.send(data)
@@ -96,52 +157,7 @@ class WorkerRunner(Runner):
                 self.on_written(written)
             if batch is not None:
                 self._settled(batch.size)
-            self._progressed()
-        elif (reply := self._replies.pop(seq, None)) is not None and not reply.done():
-            reply.set_result(body)
-
-    # --- stalls ---
-
-    def _progressed(self) -> None:
-        """The worker finished a batch, or was handed one with nothing else pending: its clock starts again."""
-        loop = asyncio.get_running_loop()
-        if self._stall_warned:
-            log.info("the recording worker is making progress again (%d recordings pending)", self._queued)
-            self._stall_warned = False
-        self._waiting_since = loop.time()
-        if self._stall_timer is None:
-            self._stall_timer = loop.call_later(self.stall_warning, self._check_stall)
-
-    def _check_stall(self) -> None:
-        """Warn once per stall; the next `_progressed` arms the timer again."""
-        self._stall_timer = None
-        if not self._batches or self._stall_warned:
-            return
-        loop = asyncio.get_running_loop()
-        waited = loop.time() - self._waiting_since
-        if waited < self.stall_warning:  # it finished something since the timer was armed
-            self._stall_timer = loop.call_later(self.stall_warning - waited, self._check_stall)
-            return
-        self._stall_warned = True
-        advice = (
-            'it runs at record_worker_priority = "idle" and other work keeps the CPU busy; "low" keeps pace'
-            if self.config.priority == "idle"
-            else "it may be starved of CPU or stuck"
-        )
-        log.warning(
-            "the recording worker has finished nothing for %.0f s while %d recordings wait: %s "
-            "(nothing is dropped; /_proxy/health says degraded until it catches up)",
-            waited,
-            self._queued,
-            advice,
-        )
-
-    @property
-    def stalled_for(self) -> float:
-        if not self._batches:
-            return 0.0
-        waited = asyncio.get_running_loop().time() - self._waiting_since
-        return waited if waited >= self.stall_warning else 0.0
+            self.stall.progressed()
 
     # --- deaths ---
 
@@ -155,10 +171,6 @@ class WorkerRunner(Runner):
         self._settled(count)
 
     def _on_exit(self, asked: bool) -> None:
-        for reply in self._replies.values():
-            if not reply.done():
-                reply.set_result(None)
-        self._replies.clear()
         self._channel = None
         if not asked:
             # The worker died (killed, out of memory). Start a new one and hand it what the old one held.
@@ -189,17 +201,7 @@ class WorkerRunner(Runner):
     # --- questions and the end ---
 
     async def _ask(self, kind: str, timeout: float) -> Any:
-        """Send a request after everything queued; the worker answers once it has done what came before."""
-        if self._channel is None:
-            return None
-        self._seq += 1
-        reply = asyncio.get_running_loop().create_future()
-        self._replies[self._seq] = reply
-        self._channel.send(frame((kind, self._seq, None)))
-        try:
-            return await asyncio.wait_for(reply, timeout)
-        finally:
-            self._replies.pop(self._seq, None)
+        return None if self._channel is None else await self._channel.ask(kind, timeout)
 
     async def refresh_sink_stats(self, timeout: float) -> tuple[SinkStats, ...]:
         """The sinks' counters; if the worker is busy with a backlog, the last ones known do."""
@@ -214,9 +216,7 @@ class WorkerRunner(Runner):
         self._seal()
         while self._queued:
             await self._drained.wait()
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        self.stall.stop()
         channel = self._channel
         if channel is None:
             return

@@ -54,6 +54,13 @@ async def upstream(aiohttp_server: Any) -> RunningUpstream:
 StartProxy = Callable[..., Awaitable[RunningProxy]]
 
 
+@pytest.fixture(params=["process", "in-process"])
+def runner(request: pytest.FixtureRequest) -> str:
+    """Where recording runs; a test that takes this fixture runs once with each runner (the default is the
+    worker process, as `proxy record` runs it; the in-process one is what embedding uses)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def start_proxy(aiohttp_server: Any, tmp_path: Path) -> StartProxy:
     async def start(upstream_url: str = "http://127.0.0.1:9", **overrides: Any) -> RunningProxy:
@@ -62,8 +69,9 @@ def start_proxy(aiohttp_server: Any, tmp_path: Path) -> StartProxy:
             "cassettes": tmp_path / "cassettes",
             "db_enabled": False,
             "db": tmp_path / "traffic.duckdb",
-            # in-process tests use threads (fast to start); the CLI tests run the default worker process
-            "record_workers": "thread",
+            # the default runner, the recording worker process, as `proxy record` runs it; tests that also
+            # cover the in-process runner (embedding) pass record_workers="in-process"
+            "record_workers": "process",
         }
         values.update(overrides)
         settings = Settings.model_validate(values)

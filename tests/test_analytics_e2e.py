@@ -43,7 +43,9 @@ def n2_with_usage() -> list[dict[str, Any]]:
     return [*stream_n2_interleaved(), make_chunk([], usage=make_usage(9, 6))]
 
 
-async def test_rows_hold_exactly_what_upstream_sent(upstream: RunningUpstream, start_proxy: StartProxy) -> None:
+async def test_rows_hold_exactly_what_upstream_sent(
+    upstream: RunningUpstream, start_proxy: StartProxy, runner: str
+) -> None:
     fake = upstream.fake
     fake.completions["plain"] = make_completion(
         [make_completion_choice(make_message("Hello there"), finish_reason="length")],
@@ -52,7 +54,7 @@ async def test_rows_hold_exactly_what_upstream_sent(upstream: RunningUpstream, s
     fake.streams["usage"] = stream_with_usage()
     fake.streams["tools"] = [*stream_parallel_tool_calls(), make_chunk([], usage=make_usage(30, 20))]
     fake.streams["n2"] = n2_with_usage()
-    proxy = await start_proxy(upstream.url, db_enabled=True, db_flush_interval=0.1)
+    proxy = await start_proxy(upstream.url, db_enabled=True, db_flush_interval=0.1, record_workers=runner)
     client = proxy.client()
     await client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"x-scenario": "plain"})
     for scenario in ("usage", "tools", "n2"):

@@ -374,7 +374,7 @@ async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
 ) -> None:
     proxy = await start_proxy(plain.url, record_workers="process")
     recorder = proxy.server.app[RECORDER]
-    recorder.runner.stall_warning = 0.3
+    recorder.runner.stall.warning = 0.3
     async with aiohttp.ClientSession() as session:
         worker = await first_recording(session, proxy)
         os.kill(worker, signal.SIGSTOP)  # our own child: what a worker starved of CPU looks like from outside

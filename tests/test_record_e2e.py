@@ -117,11 +117,11 @@ def chat_body(stream: bool) -> bytes:
 
 @pytest.mark.parametrize("name", list(ORACLE_STREAMS))
 async def test_recorded_completion_equals_sdk_final_completion(
-    name: str, upstream: RunningUpstream, start_proxy: StartProxy
+    name: str, upstream: RunningUpstream, start_proxy: StartProxy, runner: str
 ) -> None:
     chunks = ORACLE_STREAMS[name]()
     upstream.fake.streams[name] = chunks
-    proxy = await start_proxy(upstream.url)
+    proxy = await start_proxy(upstream.url, record_workers=runner)
     async with (
         proxy.client() as client,
         client.chat.completions.stream(model=MODEL, messages=MESSAGES, extra_headers=scenario(name)) as stream,
@@ -361,11 +361,11 @@ async def test_accept_encoding_is_narrowed_to_codings_the_recorder_can_decode(
 
 
 async def test_api_key_and_cookies_never_reach_the_cassette_directory(
-    upstream: RunningUpstream, start_proxy: StartProxy
+    upstream: RunningUpstream, start_proxy: StartProxy, runner: str
 ) -> None:
     upstream.fake.streams["default"] = stream_content()
     upstream.fake.completions["default"] = make_completion()
-    proxy = await start_proxy(upstream.url)
+    proxy = await start_proxy(upstream.url, record_workers=runner)
     also_secret = {"api-key": API_KEY, "Cookie": f"session={API_KEY}"}
     async with proxy.client() as client:
         await client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=also_secret)

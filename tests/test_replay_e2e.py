@@ -435,10 +435,10 @@ async def test_auto_mode_hit_from_existing_cassette_does_not_touch_upstream(
 
 
 async def test_auto_mode_records_a_miss_and_replays_it_next_time(
-    upstream: RunningUpstream, start_proxy: StartProxy
+    upstream: RunningUpstream, start_proxy: StartProxy, runner: str
 ) -> None:
     upstream.fake.completions["default"] = answer("First time through.")
-    auto = await start_proxy(upstream.url, mode="auto")
+    auto = await start_proxy(upstream.url, mode="auto", record_workers=runner)
     async with auto.client() as client:
         first = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         assert len(upstream.fake.received) == 1
