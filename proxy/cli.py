@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from proxy import __version__
+from proxy.config import load_settings
 from proxy.errors import CassetteDirError, ConfigError, ProxyError
 from proxy.options import add_setting_flags, options
-from proxy.settings import Settings, load_settings
+from proxy.settings import Settings
 
 EXAMPLES = {
     "record": [

@@ -19,7 +19,7 @@ from typing import Any
 
 from annotated_types import Ge, Gt, Le
 
-from proxy.settings import COMMANDS, Settings
+from proxy.settings import COMMANDS, NOTES, Settings
 
 KIND_WORDS = {
     "bool": "true or false",
@@ -108,7 +108,7 @@ def options() -> tuple[Option, ...]:
                 choices=choices,
                 aliases=typing.cast(dict[str, str], extra["aliases"]),
                 bounds=", ".join(bounds),
-                notes=str(extra["notes"]),
+                notes="\n".join(NOTES.get(name, ())),
             )
         )
     return tuple(found)

@@ -1,24 +1,20 @@
-"""Every setting, declared once: the pydantic model below.  defaults < TOML file (--config) < flags.
+"""Every setting, declared once: the pydantic model below.
 
 Each field carries its type, default and valid values (the annotation and constraints), one line of help
-(`description`) and, through `setting(...)`, which commands use it, its flag and notes for the example file.
-proxy/options.py turns these declarations into the flags and their `--help`, `config.example.toml` and the
-README's settings table, so none of them can drift. A bad value fails at startup with one line naming the
-setting, the value, where it came from and the valid choices.
+(`description`) and, through `setting(...)`, which commands use it and its flag; NOTES adds a few lines for the
+example file. proxy/options.py turns these declarations into the flags and their `--help`, `config.example.toml`
+and the README's settings table, so none of them can drift; proxy/config.py reads the TOML file and flags into
+a Settings, and turns a bad value into one line naming the setting, the value, its source and the valid choices.
 """
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-
-from proxy.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 COMMANDS = ("record", "replay", "serve", "sql", "stats", "report", "import", "export")
 SERVER = ("record", "replay", "serve")
@@ -53,19 +49,17 @@ def setting(
     flag: str | None = "",
     metavar: str | None = None,
     default_text: str | None = None,
-    notes: str = "",
     aliases: dict[str, str] | None = None,
     **constraints: Any,
 ) -> Any:
     """A field of Settings with what the CLI and the docs need: `commands` that use it, its `flag` ("" is
-    `--name-with-dashes`, None is config-file only), `notes` for config.example.toml, `default_text` when the
-    default needs words, `aliases` accepted besides the valid values."""
+    `--name-with-dashes`, None is config-file only), `default_text` when the default needs words, `aliases`
+    accepted besides the valid values. Longer notes for config.example.toml are in NOTES, below the model."""
     extra: dict[str, Any] = {
         "commands": list(commands),
         "flag": flag,
         "metavar": metavar,
         "default_text": default_text,
-        "notes": notes,
         "aliases": aliases or {},
     }
     if callable(default):
@@ -91,9 +85,6 @@ class Settings(BaseModel):
         "what to do with a request: record, replay, auto (replay hits, record misses) or once",
         ("serve",),
         aliases=MODE_ALIASES,
-        notes="record: forward every request and record it; replay: answer only from recordings, never contact the\n"
-        "upstream; auto: replay a request that has a recording, forward and record one that does not; once: record\n"
-        "into an empty cassette directory, else replay only. `proxy record` and `proxy replay` set it themselves.",
     )
     upstream: str = setting(
         "https://api.openai.com",
@@ -120,8 +111,6 @@ class Settings(BaseModel):
         COMMANDS,
         metavar="PATH",
         default_text=f"{DB_FILE} beside the cassette directory",
-        notes="Every command finds the database by the same rule, so `proxy import DIR` and `proxy sql` run\n"
-        "anywhere use the file `proxy record --cassettes DIR` wrote.",
     )
     db_enabled: bool = setting(True, "write a row per interaction to the database", RECORDING, flag="--no-db")
     db_flush_interval: float = setting(
@@ -132,23 +121,18 @@ class Settings(BaseModel):
         "extra request headers whose values are secrets: forwarded, written nowhere",
         RECORDING,
         flag="--secret-header",
-        metavar="NAME",
-        notes="Always secret: Authorization, api-key, x-api-key, Cookie, Set-Cookie, Proxy-Authorization,\n"
-        "OpenAI-Organization, OpenAI-Project.",
     )
     secret_query_params: tuple[str, ...] = setting(
         ("key", "api_key", "api-key"),
         "query parameters whose values are secrets (Azure-style ?api-key=)",
         RECORDING,
         flag="--secret-query-param",
-        metavar="NAME",
     )
     secret_body_fields: tuple[str, ...] = setting(
         (),
         "top-level request body fields whose values are secrets (replay matching ignores them)",
         SERVER,
         flag="--secret-body-field",
-        metavar="NAME",
     )
     connect_timeout: float = setting(10.0, "seconds to connect to the upstream", RECORDING, metavar="S", gt=0)
     first_byte_timeout: float = setting(
@@ -168,16 +152,12 @@ class Settings(BaseModel):
         "replay matching also compares this request header",
         REPLAYING,
         flag="--match-header",
-        metavar="NAME",
-        notes="A request matches a recording on method, path, query and JSON body (compared canonically: key\n"
-        "order and whitespace don't matter), plus the headers named here.",
     )
     ignore_body_fields: tuple[str, ...] = setting(
         (),
         "replay matching leaves this top-level body field out, e.g. user, seed, metadata",
         REPLAYING,
         flag="--ignore-body-field",
-        metavar="NAME",
     )
     on_exhausted: Literal["repeat", "fail"] = setting(
         "repeat", "once every recording of a request was replayed: repeat the last one, or fail (a miss)", REPLAYING
@@ -190,9 +170,6 @@ class Settings(BaseModel):
         "local",
         "the stored Chat Completions API: answered from the recordings, or handled like any other request",
         REPLAYING,
-        notes="local: GET/POST/DELETE /v1/chat/completions[/{id}[/messages]] are answered from the recordings;\n"
-        "updates and deletes go to <cassettes>/.stored-overlay.json. forward: auto replays a recorded call, else\n"
-        "forwards and records it; replay answers only from recordings of the same call. Record mode forwards them.",
     )
     store_all: bool = setting(
         False, "the stored-completions API lists every recorded chat completion, not only store: true", REPLAYING
@@ -202,15 +179,11 @@ class Settings(BaseModel):
         "where the recording pipeline runs: a worker process, or in the proxy's own process",
         RECORDING,
         aliases={"thread": "in-process"},
-        notes="The worker process never competes with the traffic for Python's GIL; in-process (a thread) is for\n"
-        "embedding and small use. The old name thread means in-process.",
     )
     record_worker_priority: Literal["idle", "low"] = setting(
         "idle",
         "how the recording worker yields to the traffic: Linux SCHED_IDLE, or nice 10",
         RECORDING,
-        notes="idle: only CPU nobody else wants, and the proxy preempts it at once; low: keeps about a tenth of a\n"
-        "busy core, so recordings keep pace while other work saturates the machine. Outside Linux both mean nice 10.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "what to log on stderr", SERVER)
     quiet: bool = setting(False, "no log line per request", SERVER)
@@ -220,10 +193,6 @@ class Settings(BaseModel):
         ("record", "replay", "serve", "stats", "report", "import"),
         flag=None,
         default_text="none",
-        notes="For models the maintained table (genai-prices, bundled) does not know or prices differently for you:\n"
-        "a local model, a fine-tune, a negotiated rate. `cached_input` is the rate of cached prompt tokens (default:\n"
-        "the input rate). A model without any price gets cost_usd NULL, never 0, and `proxy stats` lists it.\n"
-        "`proxy import` re-prices the rows it imports. This table must stay last in the file.",
     )
 
     @field_validator("*", mode="before")
@@ -266,65 +235,43 @@ class Settings(BaseModel):
         return self.mode in (RecordMode.REPLAY, RecordMode.AUTO)
 
 
-PATH_SETTINGS = ("cassettes", "db")  # relative values in a config file are relative to the file's folder
-
-
-def load_settings(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
-    """Merge defaults, the TOML file (if any) and flags that were given (None means not given)."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(_read_toml(config_file))
-    given = {key: value for key, value in overrides.items() if value is not None}
-    values.update(given)
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(_message(exc, given, config_file)) from None
-
-
-def _message(exc: ValidationError, flags: dict[str, Any], config_file: Path | None) -> str:
-    """One line: the setting, the bad value, where it came from, and what is valid."""
-    from proxy.options import option_named  # the declarations' reader; imported late (it imports this module)
-
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "settings"
-    top = str(first["loc"][0]) if first["loc"] else ""
-    option = option_named(top)
-    source = f"in {config_file}" if config_file is not None else "given"
-    if top in flags:
-        source = f"from {option.flag}" if option is not None and option.flag else "given"
-    if first["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(top, list(Settings.model_fields), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"unknown setting {key!r} {source}{hint}"
-    bad = first.get("input")
-    if option is not None and option.choices and len(first["loc"]) == 1:
-        valid = f"valid values: {', '.join(option.choices)}"
-        if option.aliases:
-            valid += " (also " + ", ".join(f"{alias} = {real}" for alias, real in option.aliases.items()) + ")"
-        return f"bad setting {key} = {bad!r} ({source}): {valid}"
-    reason = str(first["msg"]).removeprefix("Value error, ")
-    return f"bad setting {key} = {bad!r} ({source}): {reason}"
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    # Accept both a flat file and one with a [proxy] table.
-    table = data.get("proxy", data)
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [proxy] must be a table")
-    values = {key.replace("-", "_"): value for key, value in table.items()}
-    for key in PATH_SETTINGS:
-        if isinstance(values.get(key), str):
-            values[key] = str(path.parent / Path(values[key]).expanduser())  # an absolute value stays as it is
-    return values
+NOTES = {  # longer notes on some settings, for config.example.toml (proxy/options.py); one string per line
+    "mode": (
+        "record: forward every request and record it; replay: answer only from recordings, never contact the",
+        "upstream; auto: replay a request that has a recording, forward and record one that does not; once: record",
+        "into an empty cassette directory, else replay only. `proxy record` and `proxy replay` set it themselves.",
+    ),
+    "db": (
+        "Every command finds the database by the same rule, so `proxy import DIR` and `proxy sql` run",
+        "anywhere use the file `proxy record --cassettes DIR` wrote.",
+    ),
+    "secret_headers": (
+        "Always secret: Authorization, api-key, x-api-key, Cookie, Set-Cookie, Proxy-Authorization,",
+        "OpenAI-Organization, OpenAI-Project.",
+    ),
+    "match_headers": (
+        "A request matches a recording on method, path, query and JSON body (compared canonically: key",
+        "order and whitespace don't matter), plus the headers named here.",
+    ),
+    "stored_completions": (
+        "local: GET/POST/DELETE /v1/chat/completions[/{id}[/messages]] are answered from the",
+        "recordings; updates and deletes go to <cassettes>/.stored-overlay.json. forward: auto replays a",
+        "recorded call, else forwards and records it; replay answers only from recordings of the same call.",
+        "Record mode always forwards them.",
+    ),
+    "record_workers": (
+        "The worker process never competes with the traffic for Python's GIL; in-process (a thread) is",
+        "for embedding and small use. The old name thread means in-process.",
+    ),
+    "record_worker_priority": (
+        "idle: only CPU nobody else wants, and the proxy preempts it at once; low: keeps about a tenth of",
+        "a busy core, so recordings keep pace while other work saturates the machine. Outside Linux both",
+        "mean nice 10.",
+    ),
+    "prices": (
+        "For models the maintained table (genai-prices, bundled) does not know or prices differently for",
+        "you: a local model, a fine-tune, a negotiated rate. `cached_input` is the rate of cached prompt",
+        "tokens (default: the input rate). A model without any price gets cost_usd NULL, never 0, and",
+        "`proxy stats` lists it. `proxy import` re-prices the rows it imports. This table must stay last.",
+    ),
+}

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from proxy.config import load_settings
 from proxy.errors import ConfigError
-from proxy.settings import DB_FILE, RecordMode, load_settings
+from proxy.settings import DB_FILE, RecordMode
 
 
 def write(tmp_path: Path, text: str) -> Path:

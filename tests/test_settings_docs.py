@@ -10,7 +10,7 @@ import pytest
 
 from proxy.cli import ACCEPTED_UNUSED, EXAMPLES, build_parser, subcommand_parsers
 from proxy.options import example_config, options, settings_table
-from proxy.settings import COMMANDS, Settings
+from proxy.settings import COMMANDS, NOTES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -102,6 +102,7 @@ def test_every_setting_is_declared_with_one_line_of_help_and_known_commands() ->
     for option in options():
         assert option.help and "\n" not in option.help, option.name
         assert option.commands and set(option.commands) <= set(COMMANDS), option.name
+    assert set(NOTES) <= set(Settings.model_fields)
 
 
 def test_config_example_is_what_the_declarations_render() -> None:
