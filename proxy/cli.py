@@ -192,7 +192,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         command = subcommand_parsers(parser)[args.command]
-        known = [flag for action in command._actions for flag in action.option_strings]
+        known = [
+            flag for action in command._actions if action.help != argparse.SUPPRESS for flag in action.option_strings
+        ]
         hints = [
             f"{word} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(word, known, n=1)) else word
             for word in unknown

@@ -44,7 +44,7 @@ class Option:
     default_text: str  # the default as --help and the README say it
     choices: tuple[str, ...]  # the valid values of an enum or Literal, else ()
     aliases: dict[str, str]
-    bounds: str  # "> 0", "0 to 65535", ...
+    bounds: str  # "> 0", ">= 0, <= 65535", ...
     notes: str
 
     def valid(self) -> str:
@@ -127,7 +127,7 @@ def flag_help(option: Option) -> str:
         text += f"; one of {', '.join(option.choices)}"
     if option.kind == "list":
         text += " (repeatable)"
-    if option.flag == "--no-db":
+    if option.kind == "bool" and option.flag and option.flag.startswith("--no-"):  # a switch that turns it off
         return f"do not {text}".replace("%", "%%")
     return f"{text} (default: {option.default_text})".replace("%", "%%")
 
