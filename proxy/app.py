@@ -20,18 +20,19 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy import __version__, trafficlog
+from proxy import __version__
 from proxy.cassettes import CassetteError
 from proxy.errors import error_response
 from proxy.forward import forward
 from proxy.matching import RequestFacts
 from proxy.pipeline import PipelineConfig, SinkFactory, Written
 from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
-from proxy.replay import ReplayIndex, miss_response, replay_response
+from proxy.replay import ReplayIndex, describe_miss, miss_response, replay_response
 from proxy.runners import InProcessRunner, Runner
 from proxy.settings import Settings
 from proxy.state import LoadReport, ProxyState, redaction_for
 from proxy.stored_routes import STORED, StoredSlot, add_stored_routes
+from proxy.trafficlog import MISS, REPLAYED, TRAFFIC, Exchange, Traffic
 
 log = logging.getLogger("proxy")
 
@@ -80,7 +81,7 @@ def _recording(sinks: Sequence[SinkFactory], send_heads: bool) -> Any:
             timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout),
         )
         config = PipelineConfig(redaction_for(settings), tuple(sinks), send_heads)
-        recorder = Recorder(_runner_for(settings, config))
+        recorder = Recorder(_runner_for(settings, config), app[TRAFFIC])
         recorder.listeners.append(_index_new_recordings(app))
         app[RECORDER] = recorder
         try:
@@ -158,21 +159,24 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 response = error_response(500, f"cannot replay {hit.label}: {exc}", "proxy_error", "bad_cassette")
                 response.headers["x-should-retry"] = "false"
                 return response
-            if trafficlog.enabled():
+            traffic = app[TRAFFIC]
+            if traffic.wanted():
                 took = (time.perf_counter() - started) * 1000.0
-                label = relative_to(hit.path, settings.cassettes) or hit.label
-                trafficlog.line(
-                    trafficlog.REPLAYED, request.method, request.path, hit.facts.model, response.status, took, label
+                exchange = Exchange(
+                    REPLAYED, request.method, request.path, hit.facts.model, response.status, took, hit.path
                 )
+                traffic.report(exchange, relative_to(hit.path, settings.cassettes) or hit.label)
             return response
         if not route.records:
             counts.misses += 1
             if facts is None:
                 facts = RequestFacts.from_parts(request.method, request.path, query, request.headers.items(), body)
-            response = miss_response(facts, index)
-            if trafficlog.enabled():
-                trafficlog.line(trafficlog.MISS, request.method, request.path, facts.model, response.status, None, None)
-            return response
+            message = describe_miss(facts, index)
+            traffic = app[TRAFFIC]
+            if traffic.wanted():
+                exchange = Exchange(MISS, request.method, request.path, facts.model, 404, None, None, message)
+                traffic.report(exchange, None)
+            return miss_response(message)
     counts.forwarded += 1
     return await forward(request, app[SESSION], route.forward, app[RECORDER], body)
 
@@ -191,9 +195,10 @@ def summary_line(app: web.Application) -> str:
     recorder = app.get(RECORDER)
     recorded = recorder.recorded if recorder is not None else 0
     errors = counts.errors + (recorder.write_errors + recorder.upstream_errors if recorder is not None else 0)
+    stored = app[TRAFFIC].stored
     return (
-        f"proxy: stopped after {counts.requests} request(s): {recorded} recorded, {counts.replayed} replayed, "
-        f"{counts.misses} miss(es), {errors} error(s)"
+        f"proxy: stopped after {counts.requests + stored} request(s): {recorded} recorded, {counts.replayed} "
+        f"replayed, {counts.misses} miss(es), " + (f"{stored} stored-API, " if stored else "") + f"{errors} error(s)"
     )
 
 
@@ -218,7 +223,7 @@ async def health(request: web.Request) -> web.Response:
         "mode": settings.mode.value,
         "upstream": None if settings.mode.value == "replay" else settings.upstream,
         "cassettes": str(settings.cassettes),
-        "counts": asdict(app[COUNTS]),
+        "counts": {**asdict(app[COUNTS]), "stored": app[TRAFFIC].stored},
         "recordings": len(state.index) if state.index is not None else None,
         "interactions_recorded": recorder.recorded if recorder else 0,
         "recording_pending": recorder.pending if recorder else 0,
@@ -257,6 +262,7 @@ def create_app(
     app = web.Application(client_max_size=state.settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
     app[STATE] = state
     app[COUNTS] = Counts()
+    app[TRAFFIC] = Traffic()
     if state.settings.records if may_record is None else may_record:
         app.cleanup_ctx.append(_recording(sinks, send_heads=may_record is True or state.settings.replays))
     app.router.add_get("/_proxy/health", health)

@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from proxy.app import STATE, create_app, retarget
+from proxy.app import RECORDER, STATE, create_app, retarget
 from proxy.errors import ProxyError
 from proxy.pipeline import SinkFactory
 from proxy.replay import ReplayIndex
 from proxy.settings import Settings
 from proxy.state import LoadReport, ProxyState
+from proxy.trafficlog import TRAFFIC, Exchange
 
 __all__ = ["EmbeddedProxy", "ProxyThread", "start_proxy"]
 
@@ -65,6 +66,17 @@ class EmbeddedProxy:
         loop). Recordings of earlier requests still land where they were made for."""
         values = {**self.settings.model_dump(), "cassettes": cassettes, "mode": mode, **overrides}
         return retarget(self.app, Settings.model_validate(values))
+
+    def observe(self, observer: Callable[[Exchange], None]) -> None:
+        """Call `observer` with every exchange from now on (on the proxy's loop): what was recorded, replayed,
+        missed (with the message that explains the miss) or answered from the stored completions."""
+        self.app[TRAFFIC].observers.append(observer)
+
+    async def settle(self) -> None:
+        """Return once every recording made so far is written and reported (a test's cassettes are complete)."""
+        recorder = self.app.get(RECORDER)
+        if recorder is not None:
+            await recorder.runner.settle()
 
     async def stop(self) -> None:
         """Stop accepting, let running requests finish (up to `drain_timeout`), write every recording."""
@@ -145,6 +157,11 @@ class ProxyThread:
 
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout)
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """EmbeddedProxy.settle, from the caller's thread."""
+        if self.proxy is not None:
+            self._run(self.proxy.settle(), timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
         try:

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from proxy import trafficlog
 from proxy.pipeline import SinkStats, Written
 from proxy.recording import Recording
 from proxy.runners import Runner
+from proxy.trafficlog import FORWARDED, RECORDED, Exchange, Traffic
 
 log = logging.getLogger("proxy.record")
 
@@ -36,8 +36,9 @@ def relative_to(path: Path | None, root: Path) -> str | None:
 
 
 class Recorder:
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, traffic: Traffic | None = None) -> None:
         self.runner = runner
+        self.traffic = traffic if traffic is not None else Traffic()
         runner.on_written = self._written
         runner.on_lost = self._lost
         self.listeners: list[Listener] = []
@@ -88,9 +89,11 @@ class Recorder:
         if written.summary is not None:
             method, path, model, status, total_ms, failed = written.summary
             self.upstream_errors += failed
-            if trafficlog.enabled():
-                outcome = trafficlog.RECORDED if written.cassette is not None else trafficlog.FORWARDED
-                trafficlog.line(outcome, method, path, model, status, total_ms, written.cassette)
+            if self.traffic.wanted():
+                outcome = RECORDED if written.cassette is not None else FORWARDED
+                cassette = written.directory / written.cassette if written.cassette is not None else None
+                exchange = Exchange(outcome, method, path, model, status, total_ms, cassette)
+                self.traffic.report(exchange, written.cassette)
         for listener in self.listeners:
             try:
                 listener(written)

@@ -64,6 +64,10 @@ class Runner(ABC):
         return self.sink_stats
 
     @abstractmethod
+    async def settle(self) -> None:
+        """Return once every recording handed over so far is written (and reported)."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Write every recording handed over, close the sinks (their last flush), stop."""
 
@@ -103,9 +107,12 @@ class InProcessRunner(Runner):
         self.sink_stats = self.pipeline.stats()  # counters read across threads: a snapshot is enough
         return self.sink_stats
 
-    async def close(self) -> None:
+    async def settle(self) -> None:
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.settle()
         loop = asyncio.get_running_loop()
         self.sink_stats = await loop.run_in_executor(self._thread, self.pipeline.close)
         self._thread.shutdown(wait=True)

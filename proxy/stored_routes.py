@@ -23,7 +23,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy import trafficlog
 from proxy.cassettes import CassetteError, load_cassette
 from proxy.errors import error_response
 from proxy.interaction import CASSETTE_VERSION
@@ -38,6 +37,8 @@ from proxy.stored_models import (
 )
 from proxy.stored_overlay import Overlay
 from proxy.stored_query import StoredError, parse_list_query, parse_update
+from proxy.trafficlog import STORED as STORED_OUTCOME
+from proxy.trafficlog import TRAFFIC, Exchange
 
 __all__ = ["STORED", "StoredCompletions", "StoredSlot", "add_stored_routes", "stored_completions"]
 
@@ -93,9 +94,13 @@ def _answered(handler: Handler, slot: StoredSlot) -> Handler:
             return await slot.fallback(request)
         started = time.perf_counter()
         response = await handler(request)
-        if trafficlog.enabled():
+        traffic = request.app[TRAFFIC]
+        traffic.stored += 1
+        if traffic.wanted():
             took = (time.perf_counter() - started) * 1000
-            trafficlog.line(trafficlog.STORED, request.method, request.path, None, response.status, took, None)
+            traffic.report(
+                Exchange(STORED_OUTCOME, request.method, request.path, None, response.status, took, None), None
+            )
         return response
 
     return answered

@@ -212,10 +212,13 @@ class WorkerRunner(Runner):
                     self.sink_stats = stats
         return self.sink_stats
 
-    async def close(self) -> None:
+    async def settle(self) -> None:
         self._seal()
         while self._queued:
             await self._drained.wait()
+
+    async def close(self) -> None:
+        await self.settle()
         self.stall.stop()
         channel = self._channel
         if channel is None:

@@ -15,6 +15,7 @@ import pytest
 from proxy.embed import ProxyThread, start_proxy
 from proxy.errors import ProxyError
 from proxy.settings import Settings
+from proxy.trafficlog import Exchange
 from tests.chunks import stream_content
 from tests.cli_process import run_cli, start_proxy_process
 from tests.conftest import API_KEY, RunningUpstream, wait_for_cassettes
@@ -119,3 +120,34 @@ async def test_replay_stops_at_once_when_idle_even_with_a_client_connection_open
     assert code == 0, stderr
     # not a benchmark: the bound is half the drain timeout (10 s), which a wait for the idle connection would use
     assert took < 5.0
+
+
+async def test_an_observer_sees_each_exchange_with_its_cassette_and_a_miss_with_its_reason(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    upstream.fake.streams["default"] = stream_content()
+    cassettes = tmp_path / "cassettes"
+    seen: list[Exchange] = []
+    proxy = await start_proxy(settings(upstream=upstream.url, mode="auto", cassettes=cassettes))
+    proxy.observe(seen.append)
+    try:
+        async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=API_KEY, max_retries=0) as client:
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)  # type: ignore[arg-type]
+            [chunk async for chunk in stream]
+            await proxy.settle()
+            proxy.retarget(cassettes, "replay")
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)  # type: ignore[arg-type]
+            [chunk async for chunk in stream]
+            with pytest.raises(openai.NotFoundError):
+                await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, temperature=0.3)  # type: ignore[arg-type]
+    finally:
+        await proxy.stop()
+    (written,) = list(cassettes.rglob("*.json"))
+    assert [(e.outcome, e.status, e.cassette) for e in seen] == [
+        ("recorded", 200, written),
+        ("replayed", 200, written),
+        ("miss", 404, None),
+    ]
+    assert (
+        seen[2].message is not None and "body.temperature (requested 0.3, absent in the recording)" in seen[2].message
+    )
