@@ -63,9 +63,9 @@ def is_loopback(host: str) -> bool:
 
 def _runner_for(settings: Settings, config: PipelineConfig) -> Runner:
     if settings.record_workers == "process":
-        from proxy.worker_runner import WorkerRunner  # multiprocessing only where a worker is wanted
+        from proxy.worker_runner import WorkerRunner  # imported only where a worker is wanted
 
-        return WorkerRunner(config, settings.record_worker_priority)
+        return WorkerRunner(config, settings.record_worker_priority, settings.record_worker_idle_exit)
     return InProcessRunner(config)
 
 
@@ -213,6 +213,8 @@ async def health(request: web.Request) -> web.Response:
             if stats.name == "database":
                 db = {"rows_written": stats.rows_written, "write_errors": stats.write_errors}
                 db["last_error"] = stats.last_error
+        if db is None and settings.db_enabled and settings.records:  # its worker has not reported yet
+            db = {"rows_written": 0, "write_errors": 0, "last_error": None}
     write_errors = (recorder.write_errors if recorder else 0) + (db["write_errors"] if db else 0)
     degraded = recorder is not None and bool(
         recorder.last_error or recorder.pending >= BACKLOG_WARNING or recorder.stalled_for

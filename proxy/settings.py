@@ -185,6 +185,9 @@ class Settings(BaseModel):
         "how the recording worker yields to the traffic: Linux SCHED_IDLE, or nice 10",
         RECORDING,
     )
+    record_worker_idle_exit: float = setting(
+        10.0, "idle seconds before the recording worker exits to give its memory back (0: never)", RECORDING, ge=0
+    )
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "what to log on stderr", SERVER)
     quiet: bool = setting(False, "no log line per request", SERVER)
     prices: dict[str, PriceSetting] = setting(

@@ -26,6 +26,8 @@ import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -172,7 +174,7 @@ class WorkerChannel:
         self.config = config
         self.on_message = on_message
         self.on_exit = on_exit
-        self.process: Any = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.closing = False
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -185,24 +187,27 @@ class WorkerChannel:
         return self.process.pid if self.process is not None else None
 
     async def start(self) -> None:
-        """Start the worker process; returns once it is ready (its sink started)."""
-        import multiprocessing
+        """Start the worker process; returns once it is ready (its sinks started).
 
+        A fresh interpreter (`python -m proxy.worker FD`), not multiprocessing: a program that embeds the proxy
+        needs no `if __name__ == "__main__"` guard (spawn re-runs the main module), no resource-tracker
+        process comes along (13 MB), and nothing is forked from a process with a running event loop."""
         ours, theirs = socket.socketpair()
-        context = multiprocessing.get_context("spawn")  # never fork a process with a running loop
-        process = context.Process(
-            target=worker_main, args=(theirs, self.config), name="proxy-recording-worker", daemon=True
-        )
         try:
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "proxy.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             theirs.close()
         self.process = process
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        self._writer.write(frame(("config", 0, self.config)))
         ready = await _read_message(reader)
         if ready is None or ready[0] != "ready":
             await self._exited()
-            raise RuntimeError(f"the recording worker did not start (exit code {process.exitcode})")
+            raise RuntimeError(f"the recording worker did not start (exit code {process.returncode})")
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="recording-channel-send"),
             asyncio.create_task(self._receive_loop(reader), name="recording-channel-receive"),
@@ -249,8 +254,7 @@ class WorkerChannel:
             pass
         except Exception:  # an unreadable frame: the channel cannot be trusted, start over with a new worker
             log.exception("the channel to the recording worker broke")
-            if self.process is not None and self.process.is_alive():
-                self.process.kill()
+            self.kill()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -260,14 +264,19 @@ class WorkerChannel:
                 reply.set_result(None)
         self.on_exit(self.closing)
 
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
     async def _exited(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self.process is not None:
-            await asyncio.to_thread(self.process.join, 10)
-            if self.process.is_alive():  # asked to leave and did not: it holds nothing we still need
+            try:
+                await asyncio.to_thread(self.process.wait, 10)
+            except subprocess.TimeoutExpired:  # asked to leave and did not: it holds nothing we still need
                 self.process.kill()
-                await asyncio.to_thread(self.process.join, 5)
+                await asyncio.to_thread(self.process.wait, 5)
 
     async def wait_closed(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -281,3 +290,16 @@ async def _read_message(reader: asyncio.StreamReader) -> Message | None:
         return None
     message: Message = pickle.loads(payload)
     return message
+
+
+def _main(argv: list[str]) -> None:
+    """`python -m proxy.worker FD`: the socket to the proxy is FD; the first frame on it is the WorkerConfig."""
+    sock = socket.socket(fileno=int(argv[1]))
+    message = _receive(sock)
+    if message is None or message[0] != "config":
+        raise SystemExit("proxy.worker: expected the worker's configuration first")
+    worker_main(sock, message[2])
+
+
+if __name__ == "__main__":
+    _main(sys.argv)

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,10 @@ def test_sql_and_stats_work_while_a_proxy_records_to_the_same_database(threaded_
     try:
         for _ in range(3):
             post_chat(proc.url)
+        for _ in range(500):  # the recording worker starts in the background and creates the database
+            if db.exists():
+                break
+            time.sleep(0.02)
         counted = None
         for _ in range(40):  # rows land within the flush interval; bounded wait
             result = run_cli(

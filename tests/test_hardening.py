@@ -17,7 +17,7 @@ from proxy.app import RECORDER
 from proxy.cassettes import iter_cassette_paths, load_cassette
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
 from tests.cli_process import run_cli, start_proxy_process
-from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, wait_for_cassettes
+from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, eventually, wait_for_cassettes
 from tests.upstream import FakeUpstream, serve_upstream_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -409,3 +409,30 @@ async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
     assert len(warnings) == 1 and "record_worker_priority" in warnings[0], warnings
     assert (recovered["status"], recovered["recording_stalled_s"]) == ("ok", 0.0)
     assert recorder.recorded == 4
+
+
+async def test_an_idle_recording_worker_exits_and_the_next_recording_starts_a_new_one(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(
+        plain.url, record_workers="process", record_worker_idle_exit=0.3, db_enabled=True, db_flush_interval=0.05
+    )
+    recorder = proxy.server.app[RECORDER]
+    async with aiohttp.ClientSession() as session:
+        first = await first_recording(session, proxy)
+        await eventually(lambda: recorder.worker_pid is None, timeout=10, what="the idle worker exits")
+        await asyncio.to_thread(wait_until_gone, [first])  # gone, its memory back to the system
+        async with session.post(proxy.url + CHAT, json=BODY) as response:
+            assert response.status == 200
+            await response.read()
+        await wait_for_cassettes(proxy.settings.cassettes, 2)
+        await eventually(lambda: recorder.worker_pid not in (None, first), timeout=10, what="a new worker")
+        await eventually(lambda: recorder.recorded == 2, timeout=10, what="both recorded")
+        for _ in range(100):
+            async with session.get(proxy.url + "/_proxy/health") as response:
+                health = await response.json()
+            if health["database"]["rows_written"] == 2:  # the first worker's rows still count
+                break
+            await asyncio.sleep(0.05)
+    assert health["database"]["rows_written"] == 2
+    assert health["write_errors"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,10 @@ def test_500_streams_recorded_under_load_while_sql_reads_all_replay_offline(tmp_
     url, stop_upstream, thread = serve_upstream_in_thread(fake)
     cassettes, db = tmp_path / "cassettes", tmp_path / "traffic.duckdb"
     recorder = start_proxy_process(["record", "--upstream", url, "--cassettes", str(cassettes), "--db", str(db)])
+    # The recording worker starts in the background and creates the database; readers poll it from then on.
+    deadline = time.monotonic() + 30
+    while not db.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     done, sql_codes = threading.Event(), []
     poller = threading.Thread(target=poll_sql, args=(db, done, sql_codes))
     poller.start()
