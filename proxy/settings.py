@@ -75,6 +75,11 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     quiet: bool = False  # no line per request
     prices: dict[str, PriceSetting] = Field(default_factory=dict)  # by model name, case ignored
+    default_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags given to every recorded interaction, as if sent in X-Proxy-Tag-<name> headers (a header"
+        " of the same name wins); the pytest plugin sets test = the test's node id",
+    )
 
     @field_validator("mode", mode="before")
     @classmethod
