@@ -73,8 +73,9 @@ def test_stream_helper(llm_proxy):
             events = list(stream)
             final = stream.get_final_completion()
     if os.environ.get("EVENTS_OUT"):  # each chunk the helper saw, for the outer test to compare runs
+        chunks = [e.chunk.model_dump(mode="json", exclude_unset=True) for e in events if e.type == "chunk"]
         with open(os.environ["EVENTS_OUT"], "a") as out:
-            print(json.dumps([e.chunk.model_dump(mode="json", exclude_unset=True) for e in events if e.type == "chunk"]), file=out)
+            print(json.dumps(chunks), file=out)
     deltas = [event.delta for event in events if event.type == "content.delta"]
     assert deltas == ["", *STREAM_DELTAS]  # the role chunk's empty content comes first
     assert final.choices[0].message.content == "".join(STREAM_DELTAS)
