@@ -1,4 +1,9 @@
-"""The analytics subcommands of `proxy`: print results, turn every failure into one line and an exit code."""
+"""The analytics subcommands of `proxy`: print results, turn every failure into a message and an exit code.
+
+Each takes the parsed flags and the Settings the CLI built from them (and --config), so every command finds
+the database by the same rule (`Settings.db_path`). Failures are one line, except `proxy sql`'s, which keeps
+DuckDB's own hints on the lines below.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ from pathlib import Path
 
 from analytics.db import AnalyticsError
 from analytics.prices import overrides_from, price_table, source_description
-from analytics.query import export_parquet, import_directory, render, run_sql
+from analytics.query import cassette_root, export_parquet, import_directory, render, run_sql
 from analytics.render import records
 from analytics.stats import stats
-from proxy.errors import ConfigError
-from proxy.settings import Settings, load_settings
+from proxy.cassettes import iter_cassette_paths
+from proxy.settings import Settings
 
 
 def _fail(message: str) -> int:
@@ -30,17 +35,10 @@ def _print_lines(lines: Iterable[str]) -> None:
         out.write("\n")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        return load_settings(getattr(args, "config", None), {})
-    except ConfigError as exc:
-        raise AnalyticsError(str(exc)) from None
-
-
-def cmd_sql(args: argparse.Namespace) -> int:
-    try:
-        columns, rows = run_sql(args.db, args.query, getattr(args, "lake", None))
-        _print_lines(render(columns, rows, args.format))
+        columns, rows = run_sql(settings.db_path, args.query, args.lake)
+        _print_lines(render(columns, rows, args.format, args.max_width))
     except AnalyticsError as exc:
         return _fail(str(exc))
     return 0
@@ -59,18 +57,18 @@ def parse_moment(text: str | None, flag: str, *, end_of_day: bool = False) -> da
         raise AnalyticsError(f"{flag} {text!r} is not an ISO date or date-time (e.g. 2026-11-01)") from None
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        settings = _settings(args)
+        render(["check"], [], "table", args.max_width)  # a bad --max-width fails before the queries run
         sections = stats(
-            args.db,
+            settings.db_path,
             parse_moment(args.since, "--since"),
-            parse_moment(getattr(args, "until", None), "--until", end_of_day=True),
-            getattr(args, "by", "model"),
-            getattr(args, "lake", None),
+            parse_moment(args.until, "--until", end_of_day=True),
+            args.by,
+            args.lake,
         )
         prices = source_description(overrides_from(settings.prices))
-        fmt = getattr(args, "format", "table")
+        fmt = args.format
         if fmt == "csv":
             _print_lines(render(sections[0].columns, sections[0].rows, "csv"))
         elif fmt == "json":
@@ -87,7 +85,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 print()
                 print(f"## {section.title}")
                 if section.rows:
-                    _print_lines(render(section.columns, section.rows, "table"))
+                    _print_lines(render(section.columns, section.rows, "table", args.max_width))
                 else:
                     print("(none)")
     except AnalyticsError as exc:
@@ -95,14 +93,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    source = settings.cassettes
+    if source.is_file():  # one cassette: the database is found from the directory it belongs to
+        db = settings.model_copy(update={"cassettes": cassette_root(source)}).db_path
+    else:
+        db = settings.db_path
+        if source.is_dir() and next(iter_cassette_paths(source), None) is None:
+            # Nothing to do is almost always a wrong path: say so, create no database, and exit 1 (like grep).
+            return _fail(f"no cassettes (*.json) in {source}: nothing imported")
     try:
-        settings = _settings(args)
-        report = import_directory(args.db, args.cassettes, prices=price_table(overrides_from(settings.prices)))
+        report = import_directory(db, source, prices=price_table(overrides_from(settings.prices)))
     except AnalyticsError as exc:
         return _fail(str(exc))
     print(
-        f"imported {report.imported} interaction(s) into {args.db}; "
+        f"imported {report.imported} interaction(s) into {db}; "
         f"{report.skipped_existing} already there (their cost, tags and timings refreshed); "
         f"{len(report.bad)} bad cassette(s)"
     )
@@ -111,13 +116,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        report = export_parquet(args.db, args.out)
+        report = export_parquet(settings.db_path, args.out)
     except AnalyticsError as exc:
         return _fail(str(exc))
     if report.run_id is None:
-        print(f"nothing new to export to {args.out}/ (every interaction of {args.db} is there already)")
+        print(f"nothing new to export to {args.out}/ (every interaction of {settings.db_path} is there already)")
         return 0
     print(
         f"exported {report.interactions} new interaction(s) and {report.choices} choice(s) to {args.out}/ "
@@ -126,18 +131,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from analytics.report import write_report
 
     try:
-        settings = _settings(args)
-        cassettes = args.cassettes if args.cassettes is not None else settings.cassettes
         out = Path(args.out)
         count = write_report(
             out,
-            args.db,
-            lake=getattr(args, "lake", None),
-            cassettes=cassettes,
+            settings.db_path,
+            lake=args.lake,
+            cassettes=settings.cassettes,
             prices=source_description(overrides_from(settings.prices)),
             since=parse_moment(args.since, "--since"),
             until=parse_moment(args.until, "--until", end_of_day=True),

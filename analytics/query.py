@@ -8,13 +8,14 @@ Each function takes a database path and returns plain values; failures the user 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from analytics.db import AnalyticsError, writing
@@ -62,21 +63,24 @@ def _arrow_rows(table: Any, types: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True)) if columns else []
 
 
-def run_sql(
-    db_path: Path | str, sql: str, lake: Path | str | None = None
-) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_sql(db_path: Path | str, sql: str, lake: Path | str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run SQL (several statements: the last one's result) on a read-only connection to the database, or to
     the lake when `lake` is given; return columns, rows. Values of JSON-typed columns come back as JSONText."""
     if not sql.strip():
         raise AnalyticsError("empty query")
     with source_connection(db_path, lake) as con:
-        relation = con.sql(sql)
-        if relation is None:
-            return [], []
-        columns = list(relation.columns)
-        types = [str(kind) for kind in relation.types]
         try:
+            relation = con.sql(sql)
+            if relation is None:
+                return [], []
+            columns = list(relation.columns)
+            types = [str(kind) for kind in relation.types]
             table = relation.to_arrow_table()
+        except duckdb.Error as exc:
+            # DuckDB's whole message: its hints (`Did you mean "interactions"?`, candidate columns, the caret
+            # under a syntax error) are on the lines after the first.
+            raise AnalyticsError(str(exc).strip() or type(exc).__name__) from None
+        try:
             return columns, _arrow_rows(table, types)
         except pa.ArrowException as exc:
             raise AnalyticsError(f"cannot convert the result: {exc}") from None
@@ -104,10 +108,18 @@ def _insert(db_path: Path | str, root: Path, batch: list[RowSet]) -> tuple[int, 
     return inserted, refused
 
 
+def cassette_root(path: Path) -> Path:
+    """The cassette directory a cassette file belongs to: above its day folder (YYYYMMDD) if it is in one."""
+    parent = path.parent
+    is_day = len(parent.name) == 8 and parent.name.isdigit()
+    return parent.parent if is_day else parent
+
+
 def import_directory(
     db_path: Path | str, cassette_dir: Path | str, batch_size: int = 5000, prices: PriceTable | None = None
 ) -> ImportReport:
-    """Add every cassette under cassette_dir (recursively) to the database, creating it if needed.
+    """Add every cassette under cassette_dir (recursively), or the one cassette file it names, to the database,
+    creating it if needed.
     Interactions already stored (by id) are not added again, so importing twice adds nothing; their derived
     columns (cost with `prices`, tags, timings) are refreshed from the cassette, which fills them in for rows
     written before those columns existed. Unreadable cassettes, and rows the database refuses, are returned
@@ -116,14 +128,18 @@ def import_directory(
     Parsing is a plain loop (JSON and pydantic hold the GIL, so parsing threads only contend); each batch
     is inserted in a second thread while the next one is parsed (DuckDB releases the GIL)."""
     root = Path(cassette_dir)
-    if not root.is_dir():
+    paths: Iterator[Path]
+    if root.is_file():  # one cassette: its directory is above its day folder, as `proxy record` writes them
+        paths, root = iter([root]), cassette_root(root)
+    elif root.is_dir():
+        paths = iter_cassette_paths(root)
+    else:
         raise AnalyticsError(f"cassette directory not found: {root}")
     with writing(db_path):
         pass  # create the database (and check it can be written) before any parsing
     report = ImportReport()
     table = prices if prices is not None else default_prices()
     prefix = str(root) + os.sep
-    paths = iter_cassette_paths(root)
 
     def account(pending: Future[tuple[int, list[BadCassette]]], size: int) -> None:
         inserted, refused = pending.result()

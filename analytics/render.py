@@ -1,6 +1,7 @@
 """Query results as lines of text: an aligned table for a terminal, CSV, or one JSON array.  (pure)
 
-One function, `render`, yields lines for every format, so the CLI stays a loop that prints them.
+One function, `render`, yields lines for every format, so the CLI stays a loop that prints them. A table
+never cuts a value unless asked to (`max_width`): cassette paths and error messages are there to be copied.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 from analytics.db import AnalyticsError
 
 FORMATS = ("table", "csv", "json")
-TABLE_CELL_WIDTH = 60  # a table cell longer than this is cut with "…" (csv and json keep everything)
 
 
 class JSONText(str):
@@ -29,11 +29,16 @@ class JSONText(str):
 # --- rendering ---
 
 
-def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str = "table") -> Iterator[str]:
+def render(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str = "table", max_width: int | None = None
+) -> Iterator[str]:
     """Lines of output (without newlines): `table` aligned for a terminal, `csv` with a header row, `json`
-    one array of objects keyed by column name (JSON columns nested, timestamps as ISO strings)."""
+    one array of objects keyed by column name (JSON columns nested, timestamps as ISO strings).
+    `max_width` (tables only) cuts cells longer than that many characters with "…"; None keeps every value."""
+    if max_width is not None and max_width < 1:
+        raise AnalyticsError(f"--max-width {max_width}: must be at least 1")
     if fmt == "table":
-        return _table(columns, rows)
+        return _table(columns, rows, max_width)
     if fmt == "csv":
         return _csv(columns, rows)
     if fmt == "json":
@@ -62,7 +67,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _table_cell(value: Any) -> str:
+def _table_cell(value: Any, max_width: int | None) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
@@ -77,12 +82,12 @@ def _table_cell(value: Any) -> str:
     else:
         text = _text(value)
     text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-    return text if len(text) <= TABLE_CELL_WIDTH else text[: TABLE_CELL_WIDTH - 1] + "…"
+    return text if max_width is None or len(text) <= max_width else text[: max_width - 1] + "…"
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], max_width: int | None) -> Iterator[str]:
     materialized = [tuple(row) for row in rows]
-    cells = [[_table_cell(value) for value in row] for row in materialized]
+    cells = [[_table_cell(value, max_width) for value in row] for row in materialized]
     widths = [len(name) for name in columns]
     for row_cells in cells:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row_cells, strict=True)]

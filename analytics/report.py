@@ -144,7 +144,7 @@ def _summary(data: ReportData, prices: str) -> str:
     card_html = "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for k, v in cards)
     return (
         f'<p class="meta">{escape(span)} · prices: {escape(prices)} · generated '
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p><div class=\"cards\">{card_html}</div>"
+        f'{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p><div class="cards">{card_html}</div>'
     )
 
 

@@ -15,19 +15,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from analytics.db import HeldConnection, first_line, is_lock_conflict
-from analytics.prices import overrides_from, price_table
 from analytics.pricing import PriceTable
 from analytics.rows import interaction_rows
 from analytics.store import RowSet, write_isolating
 from proxy.interaction import Interaction
-from proxy.pipeline import SinkFactory, SinkStats
-from proxy.settings import RecordMode, Settings
+from proxy.pipeline import SinkStats
 
 log = logging.getLogger("proxy.analytics")
 
@@ -250,18 +245,3 @@ class DuckDBWriter:
         if key not in self._reasons_logged:
             self._reasons_logged.add(key)
             log.error("%s; further identical errors are counted, not logged", message)
-
-
-def database_sink(db_path: str, flush_interval: float, price_overrides: Mapping[str, Any]) -> DuckDBWriter:
-    """The sink factory the composition root hands to the recording pipeline (module-level, so it crosses to
-    the worker process by reference): builds the price table and starts the writer where the pipeline runs."""
-    writer = DuckDBWriter(db_path, flush_interval, prices=price_table(overrides_from(price_overrides)))
-    writer.start()
-    return writer
-
-
-def database_sinks(settings: Settings) -> list[SinkFactory]:
-    """The DuckDB sink for a proxy with these settings, when it records and the database is on."""
-    if not settings.db_enabled or settings.resolved().mode is RecordMode.REPLAY:
-        return []
-    return [partial(database_sink, str(settings.db_path), settings.db_flush_interval, dict(settings.prices))]

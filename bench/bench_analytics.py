@@ -28,8 +28,8 @@ from analytics.prices import price_table
 from analytics.query import AnalyticsError, import_directory, render, run_sql, stats
 from analytics.report import build_html
 from analytics.rows import _request_fields, interaction_rows
-from analytics.writer import DuckDBWriter
 from analytics.stream_metrics import stream_metrics
+from analytics.writer import DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import Interaction
 

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy.app import load_replay_index
 from proxy.settings import Settings
+from proxy.state import load_replay_index
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cassettes"
 

@@ -195,9 +195,10 @@ def summary_line(app: web.Application) -> str:
     recorder = app.get(RECORDER)
     recorded = recorder.recorded if recorder is not None else 0
     errors = counts.errors + (recorder.write_errors + recorder.upstream_errors if recorder is not None else 0)
+    stored = app[TRAFFIC].stored
     return (
-        f"proxy: stopped after {counts.requests} request(s): {recorded} recorded, {counts.replayed} replayed, "
-        f"{counts.misses} miss(es), {errors} error(s)"
+        f"proxy: stopped after {counts.requests + stored} request(s): {recorded} recorded, {counts.replayed} "
+        f"replayed, {counts.misses} miss(es), " + (f"{stored} stored-API, " if stored else "") + f"{errors} error(s)"
     )
 
 
@@ -222,7 +223,7 @@ async def health(request: web.Request) -> web.Response:
         "mode": settings.mode.value,
         "upstream": None if settings.mode.value == "replay" else settings.upstream,
         "cassettes": str(settings.cassettes),
-        "counts": asdict(app[COUNTS]),
+        "counts": {**asdict(app[COUNTS]), "stored": app[TRAFFIC].stored},
         "recordings": len(state.index) if state.index is not None else None,
         "interactions_recorded": recorder.recorded if recorder else 0,
         "recording_pending": recorder.pending if recorder else 0,

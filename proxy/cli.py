@@ -1,86 +1,96 @@
-"""The `proxy` command: parse flags, build Settings, call one run function. No logic lives here."""
+"""The `proxy` command, the composition root: parse flags, build Settings, call one run function per command.
+
+The flags of the settings come from their declarations (proxy/settings.py, via proxy/options.py); the options
+that belong to one command only (the query of `sql`, `--format`, `--since`, ...) are declared here. The analytics
+commands are registered in `_analytics_handler`'s table and imported only when one runs, so `proxy replay` never
+loads DuckDB.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from proxy import __version__
-from proxy.errors import CassetteDirError, ProxyError
-from proxy.settings import Settings, load_settings
+from proxy.config import load_settings
+from proxy.errors import CassetteDirError, ConfigError, ProxyError
+from proxy.options import add_setting_flags, options
+from proxy.settings import Settings
 
 EXAMPLES = {
-    "record": "proxy record --upstream https://api.openai.com --cassettes cassettes/",
-    "replay": "proxy replay cassettes/ --timing original --speed 2",
-    "serve": "proxy serve --mode auto --cassettes cassettes/",
-    "sql": 'proxy sql "SELECT model, sum(total_tokens) FROM interactions GROUP BY model" --format csv',
-    "stats": "proxy stats --since 2026-11-01 --by tag:feature --format csv",
-    "import": "proxy import cassettes/ --db traffic.duckdb",
-    "export": "proxy export --format parquet /shared/lake/",
-    "report": "proxy report report.html --since 2026-11-01",
+    "record": [
+        "proxy record",
+        "proxy record --upstream http://127.0.0.1:11434 --cassettes recordings/ --port 8081",
+        "proxy record --config proxy.toml --no-db --quiet",
+    ],
+    "replay": [
+        "proxy replay cassettes/",
+        "proxy replay --cassettes cassettes/ --timing original --speed 2",
+        "proxy replay cassettes/ --ignore-body-field seed --on-exhausted fail",
+    ],
+    "serve": [
+        "proxy serve --mode auto --cassettes cassettes/",
+        "proxy serve --mode once cassettes/ --upstream http://127.0.0.1:11434",
+    ],
+    "sql": [
+        'proxy sql "SELECT model, sum(total_tokens) FROM interactions GROUP BY model"',
+        'proxy sql "SELECT * FROM errors" --cassettes recordings/ --format csv',
+        'proxy sql "SELECT count(*) FROM interactions" --lake /shared/lake/',
+    ],
+    "stats": [
+        "proxy stats",
+        "proxy stats --since 2026-11-01 --by tag:feature --format csv",
+        "proxy stats --config proxy.toml --max-width 40",
+    ],
+    "report": [
+        "proxy report",
+        "proxy report report.html --since 2026-11-01 --cassettes recordings/",
+    ],
+    "import": [
+        "proxy import cassettes/",
+        "proxy import cassettes/20261201/120000710-chat-completions-gpt-4o-mini-8f2a1c3d.json",
+        "proxy import --cassettes recordings/ --db rebuilt.duckdb --config proxy.toml",
+    ],
+    "export": [
+        "proxy export --format parquet /shared/lake/",
+        "proxy export /shared/lake/ --cassettes recordings/",
+    ],
 }
 
+SUMMARIES = {
+    "record": "forward to the upstream and record every interaction",
+    "replay": "serve recordings offline: no upstream, no API key",
+    "serve": "the general form: --mode record|replay|auto|once",
+    "sql": "run SQL over the recorded traffic",
+    "stats": "summary: cost, tokens, latency, time to first token, tokens/s, errors",
+    "report": "write one self-contained HTML report with charts (no network needed to view)",
+    "import": "build or refresh the database from cassettes (idempotent)",
+    "export": "append what is new as Parquet, partitioned by day, into a shared lake folder",
+}
 
-def _server_flags(parser: argparse.ArgumentParser, *, mode: bool, upstream: bool, cassettes_flag: bool) -> None:
-    if mode:
-        parser.add_argument(
-            "--mode",
-            help="record (always forward and record), replay (recordings only, offline), auto (replay hits, "
-            "record misses), once (record into an empty cassette directory, else replay only); VCR.py names "
-            "all/none/new_episodes are accepted",
-        )
-    if upstream:
-        parser.add_argument("--upstream", metavar="URL", help="where to forward (default https://api.openai.com)")
-    parser.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", metavar="P", type=int, help="port to listen on (default 8080)")
-    if cassettes_flag:
-        parser.add_argument("--cassettes", metavar="DIR", type=Path, help="cassette directory (default cassettes/)")
-    parser.add_argument("--db", metavar="PATH", type=Path, help="DuckDB file (default traffic.duckdb beside DIR)")
-    parser.add_argument("--no-db", dest="db_enabled", action="store_const", const=False, help="do not write DuckDB")
-    parser.add_argument("--timing", choices=("fast", "original"), help="replay pace: back to back, or as recorded")
-    parser.add_argument("--speed", type=float, metavar="X", help="with --timing original: play X times faster")
-    parser.add_argument(
-        "--ignore-body-field",
-        dest="ignore_body_fields",
-        action="append",
-        metavar="NAME",
-        help="replay matching leaves this top-level body field out (repeatable), e.g. user, seed, metadata",
-    )
-    parser.add_argument(
-        "--match-header",
-        dest="match_headers",
-        action="append",
-        metavar="NAME",
-        help="replay matching also compares this request header (repeatable)",
-    )
-    parser.add_argument(
-        "--on-exhausted",
-        choices=("repeat", "fail"),
-        help="when every recording of a request was replayed: repeat the last one (default), or miss",
-    )
-    parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (flags override it)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--quiet", action="store_const", const=True, help="no log line per request")
+DB_RULE = (
+    "Settings come from defaults < the --config FILE (TOML) < flags. Every command finds the database by one rule:\n"
+    "--db PATH, else traffic.duckdb beside the cassette directory (--cassettes DIR, default cassettes/)."
+)
+
+# Flags a command took before its flags came from the declarations, although it does not use them (`proxy replay
+# --no-db` in scripts and in bench/): still accepted, without effect, and left out of --help.
+ACCEPTED_UNUSED = {
+    "replay": ("db_enabled",),
+    "record": ("timing", "speed", "ignore_body_fields", "match_headers", "on_exhausted"),
+}
+
+FORMAT_HELP = "output format (default: table)"
+MAX_WIDTH_HELP = "cut table cells longer than N characters with … (default: never cut; csv and json never cut)"
 
 
-def _stored_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store-all",
-        dest="store_all",
-        action="store_const",
-        const=True,
-        help="the stored-completions API (GET /v1/chat/completions...) lists every recorded chat completion, "
-        "not only those created with store: true",
-    )
-    parser.add_argument(
-        "--stored-completions",
-        choices=("local", "forward"),
-        help="answer the stored-completions API from the recordings (local, the default), or handle its calls "
-        "like any other request (forward: in auto mode, replayed if recorded, else forwarded and recorded)",
-    )
+def _examples(lines: list[str]) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,85 +98,118 @@ def build_parser() -> argparse.ArgumentParser:
         prog="proxy",
         description="Record, replay and analyse OpenAI-style Chat Completions traffic.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES.values()),
+        epilog=_examples([lines[0] for lines in EXAMPLES.values()]) + "\n\n" + DB_RULE,
     )
     parser.add_argument("--version", action="version", version=f"proxy {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        help="the command to run (proxy COMMAND --help shows its flags)",
+    )
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
+    def command(name: str) -> argparse.ArgumentParser:
+        cmd = commands.add_parser(
             name,
-            help=help_text,
-            description=f"{help_text}\n\nexample:\n  {EXAMPLES[name]}",
+            help=SUMMARIES[name],
+            description=f"{SUMMARIES[name]}.\n\n{DB_RULE}",
+            epilog=_examples(EXAMPLES[name]),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        cmd.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (flags override it)")
+        return cmd
 
-    record = command("record", "forward to the upstream and record every interaction")
-    _server_flags(record, mode=False, upstream=True, cassettes_flag=True)
-    replay = command("replay", "serve recordings offline: no upstream, no API key")
-    replay.add_argument("cassettes", metavar="DIR", type=Path, help="directory of cassettes (searched recursively)")
-    _server_flags(replay, mode=False, upstream=False, cassettes_flag=False)
-    _stored_flags(replay)
-    serve = command("serve", "the general form: --mode record|replay|auto")
-    _server_flags(serve, mode=True, upstream=True, cassettes_flag=True)
-    _stored_flags(serve)
+    def cassette_dir(cmd: argparse.ArgumentParser, what: str) -> None:
+        cmd.add_argument("cassettes_arg", metavar="DIR", nargs="?", help=f"{what} (the same as --cassettes DIR)")
 
-    def reader_flags(cmd: argparse.ArgumentParser, *, lake: bool = True) -> None:
-        cmd.add_argument("--db", metavar="PATH", type=Path, default=Path("traffic.duckdb"))
-        if lake:
-            cmd.add_argument("--lake", metavar="DIR", type=Path, help="read a Parquet lake (proxy export) instead")
-        cmd.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file (for [prices])")
+    for name in ("record", "replay", "serve"):
+        cmd = command(name)
+        cassette_dir(cmd, "cassette directory")
+        add_setting_flags(cmd, name, ACCEPTED_UNUSED.get(name, ()))
+
+    def lake_flag(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--lake", metavar="DIR", type=Path, help="read a Parquet lake (proxy export) instead of the database"
+        )
 
     def window_flags(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--since", metavar="DATE", help="only traffic recorded at or after this ISO date/time (UTC)")
-        cmd.add_argument("--until", metavar="DATE", help="only traffic before this date/time (a date: to its end)")
+        cmd.add_argument("--since", metavar="DATE", help="only traffic at or after this ISO date/time, UTC")
+        cmd.add_argument("--until", metavar="DATE", help="only traffic before this date/time; a date: to its end")
 
-    sql = command("sql", "run SQL over the recorded traffic")
-    sql.add_argument("query", metavar="SQL")
-    reader_flags(sql)
-    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    stats = command("stats", "summary: cost, tokens, latency, time to first token, tokens/s, errors")
-    reader_flags(stats)
+    sql = command("sql")
+    sql.add_argument("query", metavar="SQL", help="the query (several statements: the last one's result is shown)")
+    add_setting_flags(sql, "sql")
+    lake_flag(sql)
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help=FORMAT_HELP)
+    sql.add_argument("--max-width", metavar="N", type=int, help=MAX_WIDTH_HELP)
+
+    stats = command("stats")
+    add_setting_flags(stats, "stats")
+    lake_flag(stats)
     window_flags(stats)
-    stats.add_argument("--by", default="model", metavar="model|day|tag:NAME", help="group the first table by this")
-    stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    report = command("report", "write one self-contained HTML report with charts (no network needed to view)")
-    report.add_argument("out", metavar="OUT", type=Path, nargs="?", default=Path("report.html"))
-    reader_flags(report)
+    stats.add_argument(
+        "--by", default="model", metavar="model|day|tag:NAME", help="group the first table by this (default: model)"
+    )
+    stats.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help=FORMAT_HELP + "; csv: the first table"
+    )
+    stats.add_argument("--max-width", metavar="N", type=int, help=MAX_WIDTH_HELP)
+
+    report = command("report")
+    report.add_argument(
+        "out", metavar="OUT", type=Path, nargs="?", default=Path("report.html"), help="HTML file (default: report.html)"
+    )
+    add_setting_flags(report, "report")
+    lake_flag(report)
     window_flags(report)
-    report.add_argument("--cassettes", metavar="DIR", type=Path, help="for chunk timelines (default: the config's)")
-    imp = command("import", "build or refresh the database from a cassette directory (idempotent)")
-    imp.add_argument("cassettes", metavar="DIR", type=Path)
-    reader_flags(imp, lake=False)
-    export = command("export", "append what is new as Parquet, partitioned by day, into a shared lake folder")
-    export.add_argument("out", metavar="OUT", type=Path)
-    export.add_argument("--format", choices=("parquet",), default="parquet")
-    reader_flags(export, lake=False)
+
+    imp = command("import")
+    imp.add_argument(
+        "cassettes_arg",
+        metavar="PATH",
+        nargs="?",
+        help="a cassette directory (read recursively) or one cassette file (the same as --cassettes PATH)",
+    )
+    add_setting_flags(imp, "import")
+
+    export = command("export")
+    export.add_argument("out", metavar="OUT", type=Path, help="the lake folder to append to")
+    export.add_argument("--format", choices=("parquet",), default="parquet", help="file format (default: parquet)")
+    add_setting_flags(export, "export")
     return parser
 
 
-SERVER_KEYS = (
-    "ignore_body_fields",
-    "match_headers",
-    "on_exhausted",
-    "upstream",
-    "host",
-    "port",
-    "cassettes",
-    "db",
-    "db_enabled",
-    "timing",
-    "speed",
-    "log_level",
-    "quiet",
-    "mode",
-    "store_all",
-    "stored_completions",
-)
+def subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """argparse, except that an unknown flag is reported with the usage of the command it was given to."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = subcommand_parsers(parser)[args.command]
+        known = [
+            flag for action in command._actions if action.help != argparse.SUPPRESS for flag in action.option_strings
+        ]
+        hints = [
+            f"{word} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(word, known, n=1)) else word
+            for word in unknown
+        ]
+        command.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args
 
 
 def settings_from(args: argparse.Namespace, mode: str | None) -> Settings:
-    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in SERVER_KEYS}
+    overrides: dict[str, Any] = {option.name: getattr(args, option.name, None) for option in options()}
+    positional = getattr(args, "cassettes_arg", None)
+    if positional is not None:
+        if overrides["cassettes"] is not None and Path(overrides["cassettes"]) != Path(positional):
+            raise ConfigError(f"two cassette directories given: {positional} and --cassettes {overrides['cassettes']}")
+        overrides["cassettes"] = positional
     if mode is not None:
         overrides["mode"] = mode
     return load_settings(args.config, overrides)
@@ -176,7 +219,7 @@ def _run_server(args: argparse.Namespace) -> int:
     # The CLI is the composition root: it hands analytics to the proxy (the DuckDB rows as a recording sink, the
     # report's routes); proxy/ itself imports nothing of analytics/.
     from analytics.report_routes import report_routes
-    from analytics.writer import database_sinks
+    from analytics.sinks import database_sinks
     from proxy.server import run
 
     mode = {"record": "record", "replay": "replay"}.get(args.command)
@@ -185,19 +228,36 @@ def _run_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_analytics(args: argparse.Namespace) -> int:
-    import analytics.commands
+def _analytics_handler(name: str) -> Callable[[argparse.Namespace, Settings], int]:
+    from analytics import commands  # here, not at the top: the server commands never import DuckDB
 
-    handler: Callable[[argparse.Namespace], int] = getattr(analytics.commands, f"cmd_{args.command}")
-    return handler(args)
+    table: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "sql": commands.cmd_sql,
+        "stats": commands.cmd_stats,
+        "report": commands.cmd_report,
+        "import": commands.cmd_import,
+        "export": commands.cmd_export,
+    }
+    return table[name]
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command in ("record", "replay", "serve"):
+        return _run_server(args)
+    settings = settings_from(args, None)
+    return _analytics_handler(args.command)(args, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        if args.command in ("record", "replay", "serve"):
-            return _run_server(args)
-        return _run_analytics(args)
+        code = _run(parse_args(argv))
+        sys.stdout.flush()  # here, so a closed pipe is seen now and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader (`| head`) has gone: end quietly, like a Unix tool killed by SIGPIPE (exit 128 + 13).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except CassetteDirError as exc:
         print(f"proxy: {exc}", file=sys.stderr)
         return 2

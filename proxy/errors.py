@@ -11,8 +11,10 @@ HTTP clients never see a traceback: every failure the proxy answers itself is th
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class ProxyError(Exception):
@@ -32,6 +34,8 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
 
 
 def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> web.Response:
+    from aiohttp import web  # late: the analytics commands import this module and need no aiohttp
+
     return web.Response(
         status=status,
         body=error_body(message, type_, code, param),

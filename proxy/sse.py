@@ -53,11 +53,6 @@ class SSEDecoder:
         """Bytes received but not part of any dispatched event, e.g. a stream cut mid-event."""
         return bytes(self._buf)
 
-    @property
-    def last_event_id(self) -> str:
-        """The spec's last event ID buffer, which unlike `SSEEvent.id` persists across events."""
-        return self._last_event_id
-
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         self._buf += chunk
         return self._drain(final=False)

@@ -95,6 +95,7 @@ def _answered(handler: Handler, slot: StoredSlot) -> Handler:
         started = time.perf_counter()
         response = await handler(request)
         traffic = request.app[TRAFFIC]
+        traffic.stored += 1
         if traffic.wanted():
             took = (time.perf_counter() - started) * 1000
             traffic.report(

@@ -61,6 +61,7 @@ class Traffic:
     """Where each exchange is reported: the log line, and the observers an embedding program added."""
 
     observers: list[Callable[[Exchange], None]] = field(default_factory=list)
+    stored: int = 0  # requests answered by the stored Chat Completions API (the others are counted by the app)
 
     def wanted(self) -> bool:
         """Whether reporting does anything; building the fields of a report can be skipped otherwise."""

@@ -101,8 +101,9 @@ class WorkerRunner(Runner):
         self.stall = StallWatch(priority, lambda: bool(self._batches), lambda: self._queued)
 
     async def start(self) -> None:
-        """Start the worker now, so the first recording doesn't wait for it to boot."""
-        self._channel = await self._open_channel()
+        """Start the worker in the background: the proxy listens at once (the worker's imports and the sinks'
+        start take a few hundred ms), and recordings made meanwhile wait in their frames until it is ready."""
+        self._reviving = asyncio.get_running_loop().create_task(self._revive())
 
     @property
     def stalled_for(self) -> float:
@@ -185,7 +186,9 @@ class WorkerRunner(Runner):
             self._channel = await self._open_channel()
         except Exception as exc:
             self._reviving = None
-            self._forget(sum(b.size for b in orphans.values()), f"recording worker could not start: {exc!r}")
+            waiting, self._batches = self._batches, {}  # made while it was starting: nobody to send them to
+            lost = sum(b.size for b in orphans.values()) + sum(b.size for b in waiting.values())
+            self._forget(lost, f"recording worker could not start: {exc!r}")
             return
         self._reviving = None
         for batch in self._batches.values():  # made while the new worker was starting
@@ -218,6 +221,8 @@ class WorkerRunner(Runner):
             await self._drained.wait()
 
     async def close(self) -> None:
+        if self._reviving is not None:  # still starting: let it, so what waits for it is written
+            await asyncio.gather(self._reviving, return_exceptions=True)
         await self.settle()
         self.stall.stop()
         channel = self._channel

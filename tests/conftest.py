@@ -12,7 +12,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from analytics.writer import database_sinks
+from analytics.sinks import database_sinks
 from proxy.app import create_app
 from proxy.cassettes import iter_cassette_paths
 from proxy.settings import Settings

@@ -229,13 +229,13 @@ def test_import_twice_adds_nothing_and_export_reads_back_the_same_rows(tmp_path:
         (["sql", "SELECT * FROM nowhere"], "nowhere"),
     ],
 )
-def test_a_bad_query_is_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
+def test_a_bad_query_is_duckdbs_message_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
     db = tmp_path / "t.duckdb"
     run_cli(["import", str(Path(__file__).resolve().parent.parent / "cassettes"), "--db", str(db)])
     result = run_cli([*args, "--db", str(db)])
     assert result.returncode == 1
     assert message in result.stderr.lower()
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("proxy: ")  # DuckDB's hints may follow on more lines (tests/test_cli_analytics.py)
     assert "Traceback" not in result.stderr
 
 

@@ -25,11 +25,84 @@ def test_top_level_help_lists_every_command() -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_each_command_has_help_with_an_example(command: str) -> None:
+def test_each_command_has_help_with_defaults_and_examples(command: str) -> None:
     result = run_cli([command, "--help"])
     assert result.returncode == 0
-    assert "example:" in result.stdout
-    assert f"proxy {command}" in result.stdout
+    examples = result.stdout.split("examples:\n", 1)[1]
+    assert len([line for line in examples.splitlines() if line.startswith(f"  proxy {command}")]) >= 2
+    assert "(default: " in result.stdout
+    assert "--config FILE" in result.stdout
+
+
+def test_record_help_lists_only_what_recording_uses_and_replay_help_only_what_replay_uses() -> None:
+    record = run_cli(["record", "--help"]).stdout
+    replay = run_cli(["replay", "--help"]).stdout
+    assert "--upstream" in record and "--first-byte-timeout" in record
+    assert "--timing" not in record and "--match-header" not in record and "--mode" not in record
+    assert "--timing" in replay and "--ignore-body-field" in replay
+    assert "--upstream" not in replay and "--no-db" not in replay and "--record-workers" not in replay
+
+
+def test_a_misspelled_flag_shows_the_usage_of_its_command(tmp_path: Path) -> None:
+    result = run_cli(["replay", str(tmp_path), "--timming", "original"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: proxy replay ")
+    assert "proxy replay: error: unrecognized arguments: --timming (did you mean --timing?)" in result.stderr
+    sql = run_cli(["sql", "SELECT 1", "--fromat", "csv"])
+    assert sql.stderr.startswith("usage: proxy sql ") and "did you mean --format?" in sql.stderr
+
+
+def test_mode_bogus_names_the_setting_the_value_and_the_modes() -> None:
+    result = run_cli(["serve", "--mode", "bogus"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "proxy: bad setting mode = 'bogus' (from --mode): valid values: record, replay, auto, once "
+        "(also all = record, none = replay, new_episodes = auto)"
+    )
+
+
+def test_a_bad_value_in_the_config_file_names_the_file_and_the_choices(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('on_exhausted = "loop"\n')
+    result = run_cli(["replay", "cassettes", "--config", str(config)], cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"proxy: bad setting on_exhausted = 'loop' (in {config}): valid values: repeat, fail"
+    )
+    config.write_text('cassettes = "tapes"\ntiming = "slow"\n')
+    result = run_cli(["record", "--config", str(config)], cwd=tmp_path)
+    assert "bad setting timing = 'slow'" in result.stderr and "valid values: fast, original" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["proxy.toml"]  # a failed start creates no files
+
+
+@pytest.mark.parametrize("command", [["record"], ["replay", "cassettes"], ["sql", "SELECT 1"], ["stats"], ["import"]])
+@pytest.mark.parametrize("content", [b"port = 1\n# caf\xe9\n", None], ids=["not UTF-8", "a directory"])
+def test_a_config_file_that_is_not_utf8_or_unreadable_is_one_line(
+    tmp_path: Path, command: list[str], content: bytes | None
+) -> None:
+    config = tmp_path / "proxy.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    result = run_cli([*command, "--config", str(config)], cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and str(config) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["proxy.toml"]  # and nothing was created
+
+
+def test_replay_takes_the_cassette_directory_as_dir_or_as_flag() -> None:
+    samples = Path(__file__).resolve().parent.parent / "cassettes"
+    for args in (["replay", str(samples)], ["replay", "--cassettes", str(samples)]):
+        proc = start_proxy_process(args)
+        try:
+            assert f"serving recordings from {samples}/" in proc.startup_line
+        finally:
+            code, stderr = proc.stop()
+        assert code == 0, stderr
+    both = run_cli(["replay", str(samples), "--cassettes", "elsewhere"])
+    assert both.returncode == 1 and "two cassette directories given" in both.stderr
 
 
 def test_record_prints_where_it_listens_forwards_and_records_then_stops_cleanly(tmp_path: Path) -> None:

@@ -149,6 +149,15 @@ def wait_until_gone(pids: list[int], timeout: float = 20.0) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through Linux's /proc")
+def wait_for_files(directory: Path, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if directory.is_dir() and len(list(iter_cassette_paths(directory))) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {count} cassette(s) in {directory} within {timeout} s")
+
+
 def test_kill_9_under_load_leaves_no_half_written_cassette_and_import_restores_every_row(tmp_path: Path) -> None:
     fake = FakeUpstream()
     fake.completions["default"] = make_completion([make_completion_choice(make_message("ok " * 50))])
@@ -166,6 +175,8 @@ def test_kill_9_under_load_leaves_no_half_written_cassette_and_import_restores_e
                 except aiohttp.ClientError:
                     pass
 
+            await one()  # the worker starts in the background: let it be writing before the load and the kill
+            await asyncio.to_thread(wait_for_files, cassettes, 1)
             for round_number in range(40):
                 await asyncio.gather(*(one() for _ in range(8)))
                 if round_number == 20:

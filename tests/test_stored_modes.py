@@ -11,6 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from proxy.app import summary_line
 from proxy.cassettes import load_cassette
 from tests.chunks import content_delta, make_choice, make_chunk, make_completion
 from tests.conftest import RunningUpstream, StartProxy, wait_for_cassettes
@@ -117,6 +118,8 @@ async def test_the_sample_cassettes_list_with_store_all_as_the_readme_says(start
     contents = {c.choices[0].message.content for c in listed}
     assert "Hello, proxy! Nice to meet you. Everything looks good on this end." in contents
     assert "One, two, three!" in contents
+    assert summary_line(browsing.server.app).startswith("proxy: stopped after 1 request(s): ")
+    assert "1 stored-API" in summary_line(browsing.server.app)
 
 
 async def test_a_version_1_cassette_is_served_converted(start_proxy: StartProxy, tmp_path: Path) -> None:
