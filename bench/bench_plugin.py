@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.chunks import make_completion  # noqa: E402
 from tests.upstream import FakeUpstream, serve_upstream_in_thread  # noqa: E402
 
-CONFTEST = '''
+CONFTEST = """
 import json, os, time
 
 import pytest
@@ -86,9 +86,9 @@ if os.environ.get("BENCH_BARE"):
     @pytest.fixture
     def llm_proxy(bare_server, monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", bare_server + "/v1")
-'''
+"""
 
-TEST = '''
+TEST = """
 import openai
 
 
@@ -96,12 +96,12 @@ def test_{n}(llm_proxy):
     client = openai.OpenAI(max_retries=0)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Question {n}"}}])
     client.close()
-'''
+"""
 
-INERT = '''
+INERT = """
 def test_{n}():
     assert {n} >= 0
-'''
+"""
 
 
 def write_project(directory: Path, tests: int) -> None:
