@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -153,3 +154,32 @@ def test_parallel_workers_record_and_replay_without_collisions(
     result = run(project, upstream_thread, "-n", "2")
     result.assert_outcomes(passed=EXAMPLE_TESTS)
     result.stdout.fnmatch_lines(["*2 workers*"])
+
+
+CURL = """
+import json, os, subprocess
+
+
+def test_curl(llm_proxy):
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "From curl"}]})
+    key = "Authorization: Bearer " + os.environ["OPENAI_API_KEY"]
+    url = os.environ["OPENAI_BASE_URL"] + "/chat/completions"
+    command = ["curl", "-sS", "-H", "Content-Type: application/json", "-H", key, "-d", body, url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout)["choices"][0]["message"]["content"] == "Hello!", done.stdout + done.stderr
+    assert [e.outcome for e in llm_proxy.interactions] in (["recorded"], ["replayed"])
+"""
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_a_program_in_another_language_records_and_replays_through_the_base_url(
+    project: pytest.Pytester, upstream_thread: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(project, "test_curl", CURL)
+    run(project, upstream_thread, "--llm-record-mode=once").assert_outcomes(passed=1)
+    [recorded] = cassettes(project.path / "cassettes" / "test_curl" / "test_curl")
+    assert API_KEY not in recorded.read_text()
+    upstream_thread.close()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    run(project, upstream_thread).assert_outcomes(passed=1)
+    assert upstream_thread.requests == 1
