@@ -58,6 +58,10 @@ def test_plain(llm_proxy):
         answer = client.chat.completions.create(model="gpt-4o-mini", messages=ask(PROMPT))
     assert answer.choices[0].message.content == "Hello!"
     assert [e.outcome for e in llm_proxy.interactions] == [expected(llm_proxy)]
+    [exchange] = llm_proxy.interactions
+    assert exchange.cassette.parent.parent == llm_proxy.cassette_dir
+    assert llm_proxy.load(exchange).metadata.tags == {"test": "test_llm.py::test_plain"}
+    assert os.environ["OPENAI_BASE_URL"] == llm_proxy.base_url
 
 
 async def test_async_streamed(llm_proxy):

@@ -120,7 +120,7 @@ def test_new_episodes_records_only_the_new_request(project: pytest.Pytester, ups
         "    assert [e.outcome for e in llm_proxy.interactions] == [expected(llm_proxy)]",
         '        client.chat.completions.create(model="gpt-4o-mini", messages=ask("And another"))\n'
         '    assert [e.outcome for e in llm_proxy.interactions] == ["replayed", "recorded"]',
-    )
+    ).replace("    [exchange] = llm_proxy.interactions\n", "    exchange = llm_proxy.interactions[1]\n")
     assert grown != EXAMPLE
     write(project, "test_llm", grown)
     result = run(project, upstream_thread, "--llm-record-mode=new_episodes")
