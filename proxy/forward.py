@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +36,7 @@ class ForwardConfig:
     chunk_timeout: float
     mode: str = "record"
     cassettes: Path = Path("cassettes")
+    default_tags: dict[str, str] = field(default_factory=dict)  # lower-case names; a tag header overrides
 
 
 class _UpstreamFailed(Exception):
@@ -69,7 +70,7 @@ async def forward(
         upstream=config.upstream,
         started=loop.time(),
         mode=config.mode,
-        tags=tags or None,
+        tags={**config.default_tags, **tags} or None,
         directory=config.cassettes,
     )
     # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise

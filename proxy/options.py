@@ -25,6 +25,7 @@ KIND_WORDS = {
     "bool": "true or false",
     "list": "list of names",
     "table": "table of {input, output, cached_input}",
+    "tags": "table of name = text",
     "float": "number",
     "int": "integer",
     "str": "text",
@@ -65,7 +66,7 @@ def _kind(annotation: Any) -> tuple[str, tuple[str, ...]]:
     if origin is tuple:
         return "list", ()
     if origin is dict:
-        return "table", ()
+        return ("tags" if args == (str, str) else "table"), ()
     if args:  # X | None
         return _kind(next(arg for arg in args if arg is not type(None)))
     return annotation.__name__, ()
@@ -187,6 +188,8 @@ def example_config() -> str:
         lines.append(f"# {flag}used by {', '.join(option.commands)}; valid: {option.valid()}")
         if option.kind == "table":
             lines += [f"[{option.name}]", PRICE_EXAMPLES.rstrip("\n")]
+        elif option.kind == "tags":  # an inline table: it may stand before the [prices] table
+            lines.append(f'# {option.name} = ...  (default: {option.default_text}), e.g. {{ team = "search" }}')
         elif option.default is None:
             lines.append(f"# {option.name} = ...  (default: {option.default_text})")
         else:

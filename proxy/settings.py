@@ -190,6 +190,9 @@ class Settings(BaseModel):
     )
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "what to log on stderr", SERVER)
     quiet: bool = setting(False, "no log line per request", SERVER)
+    default_tags: dict[str, str] = setting(
+        dict, "tags for every recording (X-Proxy-Tag-<name> headers win)", ("record", "serve"), flag=None
+    )
     prices: dict[str, PriceSetting] = setting(
         dict,
         "prices in USD per million tokens by model name (case ignored), over the maintained table",
@@ -270,6 +273,10 @@ NOTES = {  # longer notes on some settings, for config.example.toml (proxy/optio
         "idle: only CPU nobody else wants, and the proxy preempts it at once; low: keeps about a tenth of",
         "a busy core, so recordings keep pace while other work saturates the machine. Outside Linux both",
         "mean nice 10.",
+    ),
+    "default_tags": (
+        "Given to every recorded interaction as if each request sent X-Proxy-Tag-<name>: <value>; a tag header",
+        "of the same name wins. The pytest plugin sets test = the test's node id.",
     ),
     "prices": (
         "For models the maintained table (genai-prices, bundled) does not know or prices differently for",

@@ -43,6 +43,7 @@ class Route:
                 chunk_timeout=settings.chunk_timeout,
                 mode=settings.mode.value,
                 cassettes=settings.cassettes,
+                default_tags={name.lower(): value for name, value in settings.default_tags.items()},
             ),
         )
 

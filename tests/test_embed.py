@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 
+from proxy.cassettes import iter_cassette_paths, load_cassette
 from proxy.embed import ProxyThread, start_proxy
 from proxy.errors import ProxyError
 from proxy.settings import Settings
@@ -151,3 +152,31 @@ async def test_an_observer_sees_each_exchange_with_its_cassette_and_a_miss_with_
     assert (
         seen[2].message is not None and "body.temperature (requested 0.3, absent in the recording)" in seen[2].message
     )
+
+
+async def test_default_tags_label_every_recording_and_a_tag_header_of_the_same_name_wins(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    upstream.fake.streams["default"] = stream_content()
+    cassettes = tmp_path / "cassettes"
+    proxy = await start_proxy(settings(upstream=upstream.url, mode="replay", cassettes=cassettes), may_record=True)
+    try:
+        proxy.retarget(cassettes, "record", default_tags={"Test": "tests/test_x.py::test_y"})
+        async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=API_KEY, max_retries=0) as client:
+            for extra in ({"X-Proxy-Tag-Feature": "search"}, {"X-Proxy-Tag-Test": "from-the-header"}):
+                stream = await client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=HELLO,  # type: ignore[arg-type]
+                    stream=True,
+                    extra_headers=extra,
+                )
+                [chunk async for chunk in stream]
+            await proxy.settle()
+    finally:
+        await proxy.stop()
+    tags = sorted(
+        sorted(load_cassette(path).metadata.tags.items())  # type: ignore[union-attr]
+        for path in iter_cassette_paths(cassettes)
+    )
+    assert tags == [[("feature", "search"), ("test", "tests/test_x.py::test_y")], [("test", "from-the-header")]]
+    assert all("x-proxy-tag" not in {k.lower() for k in r.headers} for r in upstream.fake.received)
