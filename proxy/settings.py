@@ -100,10 +100,7 @@ class Settings(BaseModel):
     )
     port: int = setting(8080, "port to listen on (0: any free port)", SERVER, metavar="PORT", ge=0, le=65535)
     cassettes: Path = setting(
-        Path("cassettes"),
-        "cassette directory: one JSON file per interaction, read recursively",
-        COMMANDS,
-        metavar="DIR",
+        Path("cassettes"), "cassette directory: a JSON file per interaction, read recursively", COMMANDS, metavar="DIR"
     )
     db: Path | None = setting(
         None,
@@ -148,10 +145,7 @@ class Settings(BaseModel):
         10.0, "on SIGINT/SIGTERM, seconds to let in-flight requests finish", SERVER, metavar="S", ge=0
     )
     match_headers: tuple[str, ...] = setting(
-        (),
-        "replay matching also compares this request header",
-        REPLAYING,
-        flag="--match-header",
+        (), "replay matching also compares this request header", REPLAYING, flag="--match-header"
     )
     ignore_body_fields: tuple[str, ...] = setting(
         (),

@@ -24,6 +24,7 @@ from proxy.worker_watch import SinkTotals, StallWatch
 
 log = logging.getLogger("proxy.record")
 
+
 class WorkerLife(Runner):
     """Which worker process recordings go to: started in the background, replaced when it dies, let go when
     idle. `idle_exit`: after that many seconds with nothing to do, the worker flushes its sinks and exits, so its
