@@ -12,10 +12,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 
-from proxy.app import loopback_only
 from proxy.matching import ABSENT, Difference, MatchPolicy, RequestFacts, difference_details
 from tests.chunks import stream_content
 from tests.cli_process import start_proxy_process
@@ -197,33 +194,6 @@ async def test_replay_reset_starts_every_repeat_counter_from_the_first_recording
             assert (await r.json())["queues_rewound"] == 1
         second = await run_suite(client)
     assert first == second == ["First answer.", "Second answer.", "Third answer."]
-
-
-async def test_proxy_endpoints_refuse_a_client_that_is_not_on_loopback() -> None:
-    async def reached(request: web.Request) -> web.Response:
-        return web.Response(text="reached")
-
-    transport_far, transport_near = _Transport("192.0.2.7"), _Transport("127.0.0.1")
-    far = make_mocked_request("POST", "/_proxy/replay/reset", transport=transport_far)
-    near = make_mocked_request("POST", "/_proxy/replay/reset", transport=transport_near)
-    refused = await loopback_only(far, reached)
-    assert refused.status == 403
-    assert (await loopback_only(near, reached)).status == 200
-    api = make_mocked_request("POST", CHAT, transport=transport_far)
-    assert (await loopback_only(api, reached)).status == 200  # the API itself is not this guard's business
-
-
-class _Transport:
-    """The far side's address, as a socket transport reports it."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return (self.host, 40000) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
 
 
 # --- VCR.py's `once` -----------------------------------------------------------------------------------------------
