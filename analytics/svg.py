@@ -82,11 +82,14 @@ def stacked_columns(
     (models); a legend below. A None adds nothing to the stack."""
     if not categories or not series:
         return _empty(width, label)
-    left, right, top, bottom = 56, 8, 10, 36
+    right, top, bottom = 8, 10, 36
     legend_rows = math.ceil(len(series) / 4)
     plot_h = height - top - bottom
     totals = [sum(values[i] or 0 for _, values in series) for i in range(len(categories))]
     top_value = nice_max(max(totals))
+    # Room for the widest tick label (small costs need many decimals: "$0.0000200"), at ~7 px a character.
+    widest = max(len(fmt_number(top_value * tick / 4, unit)) for tick in range(5))
+    left = max(56, 10 + 7 * widest)
     step = (width - left - right) / len(categories)
     bar_w = max(1.0, min(40.0, step * 0.8))
     body: list[str] = []
