@@ -36,6 +36,7 @@ class WorkerLife(Runner):
         self.config = WorkerConfig(config, priority)
         self.idle_exit = idle_exit
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._retiring: asyncio.Task[None] | None = None
         self._totals = SinkTotals()
         self._channel: WorkerChannel | None = None
         self._reviving: asyncio.Task[None] | None = None
@@ -74,7 +75,7 @@ class WorkerLife(Runner):
     def _retire_soon(self) -> None:
         self._idle_timer = None
         if self._queued == 0 and self._channel is not None and self._reviving is None:
-            asyncio.get_running_loop().create_task(self._retire(self._channel))
+            self._retiring = asyncio.get_running_loop().create_task(self._retire(self._channel))
 
     async def _retire(self, channel: WorkerChannel) -> None:
         """Let an idle worker go: it is no longer the one recordings go to (a recording arriving now starts a
@@ -212,6 +213,8 @@ class WorkerRunner(WorkerLife):
             self._idle_timer.cancel()
         if self._reviving is not None:  # still starting: let it, so what waits for it is written
             await asyncio.gather(self._reviving, return_exceptions=True)
+        if self._retiring is not None:  # an idle worker still flushing its sinks: its last rows must land
+            await asyncio.gather(self._retiring, return_exceptions=True)
         await self.settle()
         self.stall.stop()
         channel = self._channel
