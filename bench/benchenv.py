@@ -1,4 +1,5 @@
-"""The benchmark's own virtualenv (bench/.venv): mitmproxy, py-spy, and aiohttp + uvloop for the load side.
+"""The benchmark's own virtualenvs: bench/.venv (mitmproxy, py-spy, and aiohttp + uvloop for the load side) and
+bench/.venv-litellm (LiteLLM's proxy, apart: its many dependencies would fight mitmproxy's).
 
 None of these become project dependencies. Whatever cannot be installed is reported, and the run goes on
 without it (the load generator and upstream then run on the project's interpreter, without uvloop).
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VENV = Path(__file__).resolve().parent / ".venv"
+LITELLM_VENV = Path(__file__).resolve().parent / ".venv-litellm"
 GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # (what for, pip packages, import or executable that shows it is there)
     ("load side", ("aiohttp", "uvloop"), "import:aiohttp,uvloop"),
@@ -25,6 +27,7 @@ class Tools:
     load_python: str
     mitmdump: str | None = None
     py_spy: str | None = None
+    litellm: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,3 +90,21 @@ def version_of(python: str, module: str) -> str | None:
     if done.returncode != 0:
         return None
     return done.stdout.strip() or None
+
+
+def ensure_litellm(tools: Tools, install: bool = True) -> None:
+    """LiteLLM's proxy (`litellm[proxy]`) in its own venv; optional: when it cannot be had, a note says why."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists() and install:
+        if not (LITELLM_VENV / "bin" / "python").exists():
+            made = subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], capture_output=True, check=False)
+            if made.returncode != 0:
+                tools.notes.append(f"LiteLLM: cannot create {LITELLM_VENV}")
+                return
+        error = _pip(LITELLM_VENV / "bin" / "python", ("litellm[proxy]",))
+        if error:
+            tools.notes.append(f"LiteLLM: pip install litellm[proxy] failed: {error}")
+    if binary.exists():
+        tools.litellm = str(binary)
+    else:
+        tools.notes.append(f"LiteLLM: not available in {LITELLM_VENV} (skipped)")

@@ -15,8 +15,10 @@ import procs
 import targets
 from targets import Context, Target
 
-PLAIN_ORDER = ("direct", "passthrough", "mitm_record", "record", "record_nodb", "bare", "mitm_replay", "replay")
-STREAM_ORDER = ("direct", "passthrough", "mitm_record", "record", "record_nodb")
+PLAIN_ORDER = (
+    "direct", "passthrough", "mitm_record", "litellm", "record", "record_nodb", "bare", "mitm_replay", "replay",
+)  # fmt: skip
+STREAM_ORDER = ("direct", "passthrough", "mitm_record", "litellm", "record", "record_nodb")
 __all__ = ["Run", "hotspots", "progress"]
 
 
@@ -95,6 +97,8 @@ class Run:
             self.raw["db_note"] = "the DuckDB writer is not wired: both record runs are without a database"
         if ctx.mitmdump:
             self._start("mitm_record", lambda: targets.mitm_record(ctx, up, tmp / "mitm_record.flows"), streams=True)
+        if ctx.litellm:
+            self._start("litellm", lambda: targets.litellm(ctx, up), streams=True)
         if mitm_seeded:
             self._start("mitm_replay", lambda: targets.mitm_replay(ctx, up, seed_flows), streams=True)
         replay = None

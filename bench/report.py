@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from payloads import STREAM_EVENTS
 from stats import median, percentile
 
 Raw = dict[str, Any]
@@ -29,8 +30,12 @@ def _stream_figures(rounds: list[Raw]) -> dict[str, float | None]:
     ttfc = [x for r in good for x in r["ttfc_ms"]]
     total = [x for r in good for x in r["completion_ms"]]
     gaps = [x for r in good for x in r["gap_deviation_ms"]]
+    cpu = sum(r.get("cpu_seconds") or 0.0 for r in good)
+    events = len(ttfc) * STREAM_EVENTS
     return {
         "streams": len(ttfc),
+        # the target's process tree, recording and database included, per SSE event passed on
+        "cpu_us_per_event": round(cpu / events * 1e6, 1) if events and cpu else None,
         "ttfc_p50_ms": percentile(ttfc, 50),
         "ttfc_p99_ms": percentile(ttfc, 99),
         "completion_p50_ms": percentile(total, 50),
@@ -39,6 +44,11 @@ def _stream_figures(rounds: list[Raw]) -> dict[str, float | None]:
         "gap_dev_max_ms": max(gaps) if gaps else None,
         "errors": sum(r.get("errors", 0) for r in good) + len(rounds) - len(good),
     }
+
+
+def _event_ratio(stream: dict[str, dict[str, float | None]], a: str, b: str) -> float | None:
+    x, y = stream.get(a, {}).get("cpu_us_per_event"), stream.get(b, {}).get("cpu_us_per_event")
+    return round(x / y, 3) if x and y else None
 
 
 def _per_round(raw: Raw, top: str, bottom: str, level: str = "c64") -> list[float]:
@@ -63,6 +73,7 @@ def _paired(raw: Raw, top: str, bottom: str, level: str = "c64") -> float | None
 RATIO_PAIRS = {
     "record_vs_passthrough_c64": ("record", "passthrough", "c64"),
     "record_vs_mitm_record_c64": ("record", "mitm_record", "c64"),
+    "record_vs_litellm_c64": ("record", "litellm", "c64"),
     "replay_vs_bare_c64": ("replay", "bare", "c64"),
     "replay_vs_mitm_replay_c64": ("replay", "mitm_replay", "c64"),
     "record_db_vs_nodb_c64": ("record", "record_nodb", "c64+c64_pairs"),
@@ -91,6 +102,8 @@ def summarise(raw: Raw) -> Raw:
         "cpu_per_request_record_vs_passthrough": cpu_ratio("record", "passthrough"),
         "cpu_per_request_replay_vs_bare": cpu_ratio("replay", "bare"),
         "cpu_per_request_record_db_vs_nodb": cpu_ratio("record", "record_nodb"),
+        "cpu_per_event_record_vs_passthrough": _event_ratio(stream, "record", "passthrough"),
+        "cpu_per_event_record_nodb_vs_passthrough": _event_ratio(stream, "record_nodb", "passthrough"),
     }
     return {"plain": plain, "stream": stream, "ratios": ratios, "ratio_rounds": spread}
 
@@ -126,6 +139,12 @@ def verdicts(raw: Raw, summary: Raw) -> list[Raw]:
         ("replay c=64 throughput >= 2x mitmproxy replay", r["replay_vs_mitm_replay_c64"], lambda v: v >= 2.0, "x"),
         (f"record RSS growth over {count:,} requests < 30 MB", growth, lambda v: v < 30.0, "MB"),
         ("record with DB >= 95% of --no-db throughput", r["record_db_vs_nodb_c64"], lambda v: v >= 0.95, "x"),
+        # issue #16's targets, by CPU (the target's whole process tree, recording included)
+        ("record CPU per streamed event <= 1.2x pass-through", r["cpu_per_event_record_vs_passthrough"],
+         lambda v: v <= 1.2, "x"),
+        ("record CPU per request <= 1.15x pass-through", r["cpu_per_request_record_vs_passthrough"],
+         lambda v: v <= 1.15, "x"),
+        ("replay CPU per request <= 1.1x bare handler", r["cpu_per_request_replay_vs_bare"], lambda v: v <= 1.1, "x"),
     ]  # fmt: skip
     out = []
     for name, value, ok, unit in checks:
@@ -179,11 +198,11 @@ def render(raw: Raw, summary: Raw, checks: list[Raw]) -> list[str]:
     out += ["", "Streams of 200 SSE events 5 ms apart (pooled over rounds; ms)"]
     rows = []
     figures = ("ttfc_p50_ms", "ttfc_p99_ms", "added_ttfc_p50_ms", "added_ttfc_p99_ms", "completion_p50_ms",
-               "gap_dev_p99_ms", "gap_dev_max_ms")  # fmt: skip
+               "gap_dev_p99_ms", "gap_dev_max_ms", "cpu_us_per_event")  # fmt: skip
     for key, s in summary["stream"].items():
         rows.append([labels.get(key, key), str(s["streams"]), *(_fmt(s.get(f)) for f in figures)])
     out += table(["target", "streams", "TTFC p50", "TTFC p99", "+TTFC p50", "+TTFC p99", "complete p50",
-                  "gap dev p99", "gap dev max"], rows)  # fmt: skip
+                  "gap dev p99", "gap dev max", "CPU us/event"], rows)  # fmt: skip
     out += ["", "Ratios (throughput: median of the same-round ratios, and their range; CPU: of the medians)"]
     rows = []
     for name, value in summary["ratios"].items():

@@ -44,6 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also profile record and replay with py-spy")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--no-mitmproxy", action="store_true", help="skip mitmproxy even if installed")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy even if installed")
     parser.add_argument("--no-install", action="store_true", help="do not create or fill bench/.venv")
     parser.add_argument("--budget-minutes", type=float, default=9.5, help="skip what is left after this")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> int:
     say = phases.progress
     say("checking bench/.venv (mitmproxy, py-spy, uvloop)")
     tools = benchenv.ensure(install=not args.no_install)
+    if not args.no_litellm:
+        say("checking bench/.venv-litellm (LiteLLM's proxy, optional)")
+        benchenv.ensure_litellm(tools, install=not args.no_install)
     if args.no_mitmproxy:
         tools.mitmdump = None
         tools.notes.append("mitmproxy skipped (--no-mitmproxy)")
@@ -77,7 +81,7 @@ def main(argv: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
-    ctx = targets.Context(REPO, tmp, logs, pinning, sys.executable, tools.load_python, tools.mitmdump)
+    ctx = targets.Context(REPO, tmp, logs, pinning, sys.executable, tools.load_python, tools.mitmdump, tools.litellm)
     raw: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine.describe(ctx, tools),

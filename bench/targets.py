@@ -30,6 +30,7 @@ class Context:
     proxy_python: str  # the project's interpreter: our proxy, the pass-through and the bare handler
     load_python: str  # the bench venv's (uvloop): the upstream and the load generator
     mitmdump: str | None
+    litellm: str | None = None
 
 
 @dataclass
@@ -112,6 +113,28 @@ def mitm_replay(ctx: Context, up: Target, flows: Path) -> Target:
                    "connection_strategy=lazy", "keepserving=true"):  # fmt: skip
         argv += ["--set", option]
     return _launch(ctx, target, argv)
+
+
+def litellm(ctx: Context, up: Target) -> Target:
+    """LiteLLM's proxy as a gateway to the same upstream: every model name routed to it as an OpenAI server.
+    It re-serializes bodies (a note says so) and records nothing; it is here as the gateway users know."""
+    assert ctx.litellm is not None
+    target = Target("litellm", "LiteLLM proxy", procs.free_port())
+    config = ctx.tmp / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        '  - model_name: "*"\n'
+        "    litellm_params:\n"
+        '      model: "openai/*"\n'
+        f'      api_base: "{up.base}/v1"\n'
+        '      api_key: "sk-bench"\n'
+    )
+    # No master key on loopback, and the model price map from the package, not the network (closed here).
+    env = ["env", "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true", "LITELLM_LOCAL_MODEL_COST_MAP=True"]
+    argv = [*env, ctx.litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(target.port)]
+    target.proc = procs.start(target.key, argv, ctx.logs, ctx.pinning, TARGET_CORE, ctx.repo)
+    procs.wait_port(target.proc, target.port, timeout=120.0)  # it takes seconds to import
+    return target
 
 
 def bare_handler(ctx: Context, payload: httpc.Answer) -> Target:
