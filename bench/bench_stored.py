@@ -32,7 +32,6 @@ from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
 from proxy.settings import RecordMode, Settings
-from proxy.state import load_replay_index
 
 
 def cassette(number: int) -> dict[str, Any]:
@@ -113,7 +112,7 @@ def line(name: str, spent: list[float]) -> str:
 async def measure(root: Path, count: int) -> None:
     started = time.perf_counter()
     settings = Settings(mode=RecordMode.REPLAY, cassettes=root, db_enabled=False)
-    app = create_app(settings, replay_index=load_replay_index(settings)[0])
+    app = create_app(settings)
     print(f"startup: replay and stored indexes over {count:,} cassettes in {time.perf_counter() - started:.2f} s")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

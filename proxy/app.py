@@ -27,7 +27,7 @@ from proxy.forward import forward
 from proxy.matching import RequestFacts
 from proxy.pipeline import PipelineConfig, SinkFactory, Written
 from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
-from proxy.replay import ReplayIndex, describe_miss, miss_response, replay_response
+from proxy.replay import describe_miss, miss_response, replay_response
 from proxy.runners import InProcessRunner, Runner
 from proxy.settings import Settings
 from proxy.state import LoadReport, ProxyState, redaction_for
@@ -253,14 +253,13 @@ def create_app(
     settings: Settings,
     *,
     sinks: Sequence[SinkFactory] = (),
-    replay_index: ReplayIndex | None = None,
     extra_routes: Sequence[web.AbstractRouteDef] = (),
     may_record: bool | None = None,
 ) -> web.Application:
     """The app. `sinks` get every recorded interaction besides its cassette (built where the recording pipeline
     runs); `extra_routes` go before the catch-all forwarding route (the report under `/_proxy/report`);
     `may_record` keeps a recording side even when the mode does not record now, for `retarget`."""
-    state = ProxyState.build(settings, replay_index)
+    state = ProxyState.build(settings)
     app = web.Application(client_max_size=state.settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
     app[STATE] = state
     app[COUNTS] = Counts()

@@ -27,7 +27,6 @@ from aiohttp import web
 from proxy.app import RECORDER, STATE, create_app, retarget
 from proxy.errors import ProxyError
 from proxy.pipeline import SinkFactory
-from proxy.replay import ReplayIndex
 from proxy.settings import Settings
 from proxy.state import LoadReport, ProxyState
 from proxy.trafficlog import TRAFFIC, Exchange
@@ -105,7 +104,6 @@ async def start_proxy(
     sinks: Sequence[SinkFactory] = (),
     extra_routes: Sequence[web.AbstractRouteDef] = (),
     may_record: bool | None = None,
-    replay_index: ReplayIndex | None = None,
 ) -> EmbeddedProxy:
     """A running proxy on the current event loop; `settings` defaults to replaying `cassettes/` on a free port
     (port 0). Raises ProxyError (a one-line message) when it cannot listen."""
@@ -113,9 +111,7 @@ async def start_proxy(
         settings = Settings.model_validate({"mode": "replay", "port": 0, "record_workers": "in-process"})
     sock = _bind(settings.host, settings.port)
     try:
-        app = create_app(
-            settings, sinks=sinks, extra_routes=extra_routes, may_record=may_record, replay_index=replay_index
-        )
+        app = create_app(settings, sinks=sinks, extra_routes=extra_routes, may_record=may_record)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.drain_timeout)
         await runner.setup()
     except BaseException:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import headers
-from proxy.cassettes import CassetteHead, load_cassette
+from proxy.cassettes import CassetteError, CassetteHead, load_cassette
 from proxy.errors import error_body
 from proxy.interaction import REDACTED, Interaction
 from proxy.matching import MatchPolicy, RequestFacts, closest, difference_details, request_key
@@ -49,18 +49,24 @@ class Prepared:
 
 @dataclass(slots=True)
 class Entry:
-    record: Interaction | CassetteHead  # a head is read in full from `path` on first replay
+    # An interaction held in memory (no file); None for one on disk, read in full from `path` on first replay:
+    # keeping every head would hold tens of MB for a large directory, and replay reads the file anyway.
+    record: Interaction | None
     path: Path | None
     label: str
     facts: RequestFacts
+    recorded_at: str = ""
     prepared: Prepared | None = None
 
     def prepare(self) -> Prepared:
         """Response bytes, built once. Raises CassetteError if the file went bad since it was indexed."""
         if self.prepared is None:
-            record = self.record
-            interaction = record if isinstance(record, Interaction) or self.path is None else load_cassette(self.path)
-            assert isinstance(interaction, Interaction)
+            if self.record is not None:
+                interaction = self.record
+            elif self.path is not None:
+                interaction = load_cassette(self.path)
+            else:
+                raise CassetteError("a recording indexed with neither its interaction nor its file")
             self.prepared = _prepare(interaction)
         return self.prepared
 
@@ -99,6 +105,7 @@ def _masked(facts: RequestFacts, query_names: frozenset[str], header_names: froz
 
 # Why a recording is not indexed (counted and shown when replay starts).
 NEVER_ANSWERED = "upstream never answered"
+NO_FILE = "no cassette file to replay from"
 CLIENT_LEFT_AUTO = "client left before the end (auto mode forwards these again)"
 SERVER_ERROR_AUTO = "upstream 5xx (auto mode forwards these again)"
 
@@ -126,12 +133,6 @@ class ReplayIndex:
     def __len__(self) -> int:
         return self._count
 
-    def recordings(self) -> Iterator[tuple[Interaction | CassetteHead, Path | None]]:
-        """Every recording indexed so far, with its cassette path."""
-        for entries in self._by_route.values():
-            for entry in entries:
-                yield entry.record, entry.path
-
     def add(self, interaction: Interaction | CassetteHead, path: Path | None) -> str | None:
         """Index one recording; return why it was left out, or None when it was indexed."""
         response = interaction.response
@@ -150,13 +151,23 @@ class ReplayIndex:
             # more values are masked in live requests from now on, so keys cached for raw requests are stale
             self._secret_query, self._secret_headers = secret_query, secret_headers
             self._raw_keys.clear()
-        entry = Entry(interaction, path, str(path) if path else interaction.id, facts)
+        if path is None and not isinstance(interaction, Interaction):
+            return NO_FILE
+        kept = interaction if path is None and isinstance(interaction, Interaction) else None
+        label = str(path) if path else interaction.id
+        entry = Entry(kept, path, label, facts, interaction.metadata.recorded_at)
         self._queues.setdefault(request_key(facts, self.policy), _Queue()).entries.append(entry)
         self._by_route.setdefault((facts.method, facts.path), []).append(entry)
         self._count += 1
         for listener in self.listeners:
             listener(interaction, path)
         return None
+
+    def sort(self) -> None:
+        """Identical requests replay in the order they were recorded: after a bulk load in file order, each
+        queue is put in recording order (stable, so equal times keep the file order)."""
+        for queue in self._queues.values():
+            queue.entries.sort(key=lambda entry: entry.recorded_at)
 
     def reset(self) -> int:
         """Start every queue from its first recording again (a second run of a test suite); returns how many

@@ -16,7 +16,6 @@ from proxy.embed import start_proxy
 from proxy.errors import CassetteDirError
 from proxy.pipeline import SinkFactory
 from proxy.settings import RecordMode, Settings
-from proxy.state import load_replay_index
 
 log = logging.getLogger("proxy")
 
@@ -53,15 +52,16 @@ async def serve(
     if asked is RecordMode.ONCE:
         found = "found recordings: replaying only" if settings.replays else "no recordings yet: recording"
         log.info("mode once: %s in %s", found, settings.cassettes)
-    replay_index = None
-    if settings.replays:
-        if settings.mode is RecordMode.REPLAY and not settings.cassettes.is_dir():
-            raise CassetteDirError(f"cassette directory not found: {settings.cassettes}")
-        replay_index, report = load_replay_index(settings)
-        if settings.mode is RecordMode.REPLAY and len(replay_index) == 0:
-            raise CassetteDirError(f"no usable cassettes in {settings.cassettes} ({report.line(settings.cassettes)})")
-        print(f"proxy {settings.mode.value}: {report.line(settings.cassettes)}", flush=True)
-    proxy = await start_proxy(settings, sinks=sinks, extra_routes=extra_routes, replay_index=replay_index)
+    if settings.mode is RecordMode.REPLAY and not settings.cassettes.is_dir():
+        raise CassetteDirError(f"cassette directory not found: {settings.cassettes}")
+    proxy = await start_proxy(settings, sinks=sinks, extra_routes=extra_routes)
+    state = proxy.state
+    if state.index is not None:
+        report = state.report.line(settings.cassettes)
+        if settings.mode is RecordMode.REPLAY and len(state.index) == 0:
+            await proxy.stop()
+            raise CassetteDirError(f"no usable cassettes in {settings.cassettes} ({report})")
+        print(f"proxy {settings.mode.value}: {report}", flush=True)
     if not is_loopback(settings.host):
         log.warning(
             "listening on %s, which is not a loopback address: anyone who can reach this machine can use "

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from proxy.cassettes import load_heads
+from proxy.cassettes import CassetteError, iter_cassette_paths, load_head
 from proxy.forward import ForwardConfig
 from proxy.matching import MatchPolicy
 from proxy.recording import Redaction
@@ -80,22 +80,31 @@ class LoadReport:
         return text
 
 
-def load_replay_index(settings: Settings) -> tuple[ReplayIndex, LoadReport]:
-    """Read every cassette under the directory into the index; bad files are skipped with one warning each."""
-    index = ReplayIndex(match_policy_for(settings), forwards_misses=settings.mode is RecordMode.AUTO)
+def new_replay_index(settings: Settings) -> ReplayIndex:
+    return ReplayIndex(match_policy_for(settings), forwards_misses=settings.mode is RecordMode.AUTO)
+
+
+def load_replay_index(settings: Settings, index: ReplayIndex | None = None) -> tuple[ReplayIndex, LoadReport]:
+    """Read every cassette under the directory into the index (a new one unless given, e.g. with listeners that
+    must see every recording); bad files are skipped with one warning each. Each file's head is indexed as it
+    is read and then let go, so a large directory is never all in memory at once."""
+    index = index if index is not None else new_replay_index(settings)
     report = LoadReport()
     directory = settings.cassettes
     if directory.is_dir():
-        good, bad = load_heads(directory)
-        for item in bad:
-            log.warning("skipping cassette %s: %s", item.path, item.reason)
-        report.skipped.update("unreadable" for _ in bad)
-        for path, interaction in sorted(good, key=lambda pair: pair[1].metadata.recorded_at):
-            reason = index.add(interaction, path)
+        for path in iter_cassette_paths(directory):
+            try:
+                head = load_head(path)
+            except CassetteError as exc:
+                log.warning("skipping cassette %s: %s", path, exc)
+                report.skipped["unreadable"] += 1
+                continue
+            reason = index.add(head, path)
             if reason is None:
                 report.loaded += 1
             else:
                 report.skipped[reason] += 1
+        index.sort()
     return index, report
 
 
@@ -108,19 +117,18 @@ class ProxyState:
     stored: StoredCompletions | None
 
     @classmethod
-    def build(cls, settings: Settings, replay_index: ReplayIndex | None = None) -> ProxyState:
-        """`once` decided, the replay index loaded (unless given) when the mode replays."""
+    def build(cls, settings: Settings) -> ProxyState:
+        """`once` decided, and the replay index loaded when the mode replays (the stored completions listen
+        while it loads)."""
         settings = settings.resolved()
         index: ReplayIndex | None = None
+        stored = None
         report = LoadReport()
         if settings.replays:
-            if replay_index is not None:
-                index, report.loaded = replay_index, len(replay_index)
-            else:
-                index, report = load_replay_index(settings)
-        stored = None
-        if index is not None and settings.stored_completions == "local":
-            stored = stored_completions(index, settings.cassettes, store_all=settings.store_all)
+            index = new_replay_index(settings)
+            if settings.stored_completions == "local":
+                stored = stored_completions(index, settings.cassettes, store_all=settings.store_all)
+            index, report = load_replay_index(settings, index)
         return cls(settings, Route.of(settings), index, report, stored)
 
     def take(self, other: ProxyState) -> None:

@@ -64,10 +64,9 @@ STORED = web.AppKey("stored_completions", StoredSlot)
 
 
 def stored_completions(replay_index: ReplayIndex, cassettes: Path, *, store_all: bool) -> StoredCompletions:
-    """The stored completions among the recordings the replay index holds now and will hold."""
+    """The stored completions among the recordings the replay index will hold. Call it before the index is
+    loaded: the index keeps only what matching needs, so this one listens and keeps its own."""
     index = StoredIndex(store_all=store_all)
-    for record, path in replay_index.recordings():
-        index.add(record, path)
     replay_index.listeners.append(index.add)
     return StoredCompletions(index, Overlay(cassettes))
 

@@ -180,6 +180,23 @@ async def test_identical_requests_replay_in_order_then_the_last_repeats(
     assert texts == ["First answer.", "Second answer.", "Third answer.", "Third answer.", "Third answer."]
 
 
+async def test_identical_requests_replay_in_recorded_order_whatever_their_file_names(
+    upstream: RunningUpstream, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    await record_three_answers(upstream, start_proxy)
+    cassettes = tmp_path / "cassettes"
+    paths = sorted(iter_cassette_paths(cassettes))  # recorded first to last
+    for letter, path in zip("zyx", paths, strict=True):  # file names now sort last to first
+        path.rename(path.with_name(f"{letter}-{path.name}"))
+    replay = await replayer(start_proxy, upstream, on_exhausted="fail")
+    async with replay.client() as client:
+        texts = [
+            (await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)).choices[0].message.content
+            for _ in range(3)
+        ]
+    assert texts == ["First answer.", "Second answer.", "Third answer."]
+
+
 async def test_identical_requests_replay_in_order_then_miss_when_exhausted_is_fail(
     upstream: RunningUpstream, start_proxy: StartProxy
 ) -> None:
