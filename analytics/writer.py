@@ -33,7 +33,9 @@ RELEASE_CHECK = 0.1  # seconds between looks at the `wanted` flag while the writ
 IDLE_RELEASE = 1.0
 
 
-_Queued = tuple[Interaction, str | None]  # an interaction and its cassette path, still to be turned into rows
+# The rows of one interaction: made when it is submitted, so the buffer holds rows, not whole interactions (a
+# streamed one carries every event), while a burst waits for the next flush.
+_Queued = RowSet
 
 
 class Buffer:
@@ -128,9 +130,15 @@ class DuckDBWriter:
         return self._buffer.dropped
 
     def submit(self, interaction: Interaction, cassette_path: str | None) -> None:
-        """Queue one interaction. Never blocks on I/O and never raises."""
+        """Queue the rows of one interaction. Never blocks on I/O and never raises."""
         try:
-            if not self._buffer.add((interaction, cassette_path)):
+            rows = interaction_rows(interaction, cassette_path, self.prices)
+        except Exception:  # a bug in rows.py must not hold back the other rows
+            self.write_errors += 1
+            log.exception("could not turn interaction %s into rows", interaction.id)
+            return
+        try:
+            if not self._buffer.add(rows):
                 self._log_once("DuckDB buffer full or writer closed: dropping rows (their cassettes are kept)")
         except Exception:  # recording must never break the traffic
             log.exception("could not queue an interaction for DuckDB")
@@ -193,13 +201,7 @@ class DuckDBWriter:
             self._reasons_logged.clear()
 
     def _write(self, items: deque[_Queued]) -> int:
-        batch: list[RowSet] = []
-        for interaction, cassette in items:
-            try:
-                batch.append(interaction_rows(interaction, cassette, self.prices))
-            except Exception:  # a bug in rows.py must not hold back the other rows
-                self.write_errors += 1
-                log.exception("could not turn interaction %s into rows", interaction.id)
+        batch = list(items)
         written = write_isolating(self.held.connection(), batch, self._refuse)
         if self.held.wanted():
             self._release()
