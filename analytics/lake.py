@@ -29,7 +29,8 @@ from pathlib import Path
 import duckdb
 
 from analytics.db import AnalyticsError, first_line, writing
-from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS, VIEWS, VIEWS_V2
+from analytics.schema import CHOICE_COLUMNS, INTERACTION_COLUMNS
+from analytics.views import VIEWS, VIEWS_V2
 
 _JSON_COLUMNS = {name for name, kind in INTERACTION_COLUMNS if kind == "JSON"}
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from analytics.db import AnalyticsError
-from analytics.schema import (
+from analytics.sources import source_connection
+from analytics.views import (
     errors_sql,
     finish_reasons_sql,
     latency_sql,
@@ -21,7 +22,6 @@ from analytics.schema import (
     usage_by_day_sql,
     usage_by_model_sql,
 )
-from analytics.sources import source_connection
 
 
 class Section(NamedTuple):

@@ -9,6 +9,7 @@ by the composition root (cli.py, or an embedding program): proxy/ imports neithe
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -27,7 +28,8 @@ from proxy.forward import forward
 from proxy.matching import RequestFacts
 from proxy.pipeline import PipelineConfig, SinkFactory, Written
 from proxy.recorder import BACKLOG_WARNING, Recorder, relative_to
-from proxy.replay import describe_miss, miss_response, replay_response
+from proxy.replay import describe_miss
+from proxy.replay_answer import miss_response, replay_response
 from proxy.runners import InProcessRunner, Runner
 from proxy.settings import Settings
 from proxy.state import LoadReport, ProxyState, redaction_for
@@ -152,7 +154,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             counts.replayed += 1
             started = time.perf_counter()
             try:
-                response = await replay_response(request, hit, settings.timing, settings.speed)
+                # a recording's file is read and prepared on its first replay: off the event loop
+                prepared = hit.prepared if hit.prepared is not None else await asyncio.to_thread(hit.prepare)
+                response = await replay_response(request, prepared, settings.timing, settings.speed)
             except CassetteError as exc:  # the file changed or broke after it was indexed
                 counts.errors += 1
                 log.warning("cannot replay %s: %s", hit.label, exc)

@@ -19,133 +19,34 @@ Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats)), ("
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import pickle
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from proxy.pipeline import Pipeline, PipelineConfig
+from proxy.pipeline import PipelineConfig
 
 log = logging.getLogger("proxy.record")
 
-_LENGTH = struct.Struct("!I")
+FRAME_LENGTH = struct.Struct("!I")
 Message = tuple[str, int, Any]
 Priority = Literal["idle", "low"]
-LOW_NICE = 10
 
 
 def frame(message: Message) -> bytes:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(payload)) + payload
+    return FRAME_LENGTH.pack(len(payload)) + payload
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     pipeline: PipelineConfig
     priority: Priority = "idle"
-
-
-# --- the worker side (a process of its own, blocking I/O) ---
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        count = sock.recv_into(view[got:])
-        if count == 0:
-            return None
-        got += count
-    return buffer
-
-
-def _receive(sock: socket.socket) -> Message | None:
-    header = _read_exactly(sock, _LENGTH.size)
-    if header is None:
-        return None
-    payload = _read_exactly(sock, _LENGTH.unpack(header)[0])
-    return None if payload is None else pickle.loads(payload)
-
-
-def lower_priority(priority: Priority) -> None:
-    """Make this process yield the CPU to the traffic.
-
-    "idle" (Linux SCHED_IDLE) runs the worker only when nothing else wants the core, and a waking event loop
-    preempts it at once: a streamed chunk never waits for a cassette. "low" (nice 10) still gives the worker
-    about a tenth of a contended core, so recording keeps pace on a machine that other work keeps busy.
-    Neither can be undone without privileges, which is why the worker, not the proxy, lowers itself.
-
-    On Linux both are per thread, and threads started before this call keep the old priority (pyarrow's
-    jemalloc starts a background thread on import, when the worker's arguments are unpickled), so every
-    thread of the process is lowered; threads started later inherit it."""
-    threads = _own_threads()
-    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
-        try:
-            for thread in threads:
-                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-                    os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except OSError:  # a seccomp profile or another kernel: fall back to the portable kind
-            pass
-    for thread in threads:
-        with contextlib.suppress(ProcessLookupError):
-            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + LOW_NICE))
-
-
-def _own_threads() -> list[int]:
-    """Linux thread ids of this process (0, this thread, where /proc is not there)."""
-    try:
-        return [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
-
-
-def _settle_in(priority: Priority) -> None:
-    """Ctrl-C reaches the whole process group, but only the parent decides when to stop (it drains the
-    recordings first). If the parent dies without a word (kill -9), the worker leaves too, instead of
-    lingering as an orphan holding the parent's terminal and pipes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # When both must share a core, the traffic goes first: recording can wait, a streamed chunk should not.
-    lower_priority(priority)
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(0)
-
-    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-
-
-def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
-    """The worker process: run the pipeline on each recording of each batch, answer with what was written."""
-    _settle_in(config.priority)
-    pipeline = Pipeline(config.pipeline)
-    pipeline.open()
-    sock.sendall(frame(("ready", 0, None)))
-    while (message := _receive(sock)) is not None:
-        kind, seq, body = message
-        if kind == "batch":
-            results = [pipeline.run(recording) for recording in body]
-            sock.sendall(frame(("done", seq, (results, pipeline.stats()))))
-        elif kind == "stats":
-            sock.sendall(frame(("stats", seq, pipeline.stats())))
-        elif kind == "close":
-            sock.sendall(frame(("closed", seq, pipeline.close())))
-            break
-    sock.close()
 
 
 # --- the proxy side (the event loop) ---
@@ -189,13 +90,13 @@ class WorkerChannel:
     async def start(self) -> None:
         """Start the worker process; returns once it is ready (its sinks started).
 
-        A fresh interpreter (`python -m proxy.worker FD`), not multiprocessing: a program that embeds the proxy
+        A fresh interpreter (`python -m proxy.worker_process FD`), not multiprocessing: a program that embeds the proxy
         needs no `if __name__ == "__main__"` guard (spawn re-runs the main module), no resource-tracker
         process comes along (13 MB), and nothing is forked from a process with a running event loop."""
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "proxy.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "proxy.worker_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -284,22 +185,9 @@ class WorkerChannel:
 
 async def _read_message(reader: asyncio.StreamReader) -> Message | None:
     try:
-        header = await reader.readexactly(_LENGTH.size)
-        payload = await reader.readexactly(_LENGTH.unpack(header)[0])
+        header = await reader.readexactly(FRAME_LENGTH.size)
+        payload = await reader.readexactly(FRAME_LENGTH.unpack(header)[0])
     except asyncio.IncompleteReadError:
         return None
     message: Message = pickle.loads(payload)
     return message
-
-
-def _main(argv: list[str]) -> None:
-    """`python -m proxy.worker FD`: the socket to the proxy is FD; the first frame on it is the WorkerConfig."""
-    sock = socket.socket(fileno=int(argv[1]))
-    message = _receive(sock)
-    if message is None or message[0] != "config":
-        raise SystemExit("proxy.worker: expected the worker's configuration first")
-    worker_main(sock, message[2])
-
-
-if __name__ == "__main__":
-    _main(sys.argv)

@@ -29,7 +29,8 @@ from analytics.query import (
     stats,
 )
 from analytics.rows import interaction_rows
-from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS, VIEWS, VIEWS_V2
+from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS
+from analytics.views import VIEWS, VIEWS_V2
 from analytics.writer import DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import (
