@@ -249,14 +249,3 @@ def iter_cassette_paths(directory: Path) -> Iterator[Path]:
     """Every cassette file under directory, recursively, in a stable (sorted) order."""
     paths = [p for p in directory.rglob("*.json") if not p.name.startswith(".")]
     yield from sorted(paths)
-
-
-def load_heads(directory: Path) -> tuple[list[tuple[Path, CassetteHead]], list[BadCassette]]:
-    good: list[tuple[Path, CassetteHead]] = []
-    bad: list[BadCassette] = []
-    for path in iter_cassette_paths(directory):
-        try:
-            good.append((path, load_head(path)))
-        except CassetteError as exc:
-            bad.append(BadCassette(path, str(exc)))
-    return good, bad

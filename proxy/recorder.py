@@ -114,10 +114,6 @@ class Recorder:
     async def refresh_sink_stats(self, timeout: float) -> tuple[SinkStats, ...]:
         return await self.runner.refresh_sink_stats(timeout)
 
-    @property
-    def sink_stats(self) -> tuple[SinkStats, ...]:
-        return self.runner.sink_stats
-
     async def close(self) -> None:
         """Wait for every submitted recording, flush the sinks, then stop the runner."""
         await self.runner.close()

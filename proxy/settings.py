@@ -31,12 +31,6 @@ class RecordMode(StrEnum):
     AUTO = "auto"  # replay a hit, forward and record a miss (VCR.py `new_episodes`)
     ONCE = "once"  # record if the cassette directory holds no recordings, else replay only (VCR.py `once`)
 
-    @classmethod
-    def parse(cls, value: str) -> RecordMode:
-        if value in MODE_ALIASES:
-            return cls(MODE_ALIASES[value])
-        return cls(value)
-
 
 MODE_ALIASES = {"all": "record", "none": "replay", "new_episodes": "auto"}
 
