@@ -17,7 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from analytics.db import HeldConnection, first_line, is_lock_conflict
+from analytics.db import WRITER_MEMORY_LIMIT, HeldConnection, first_line, is_lock_conflict
 from analytics.pricing import PriceTable
 from analytics.rows import interaction_rows
 from analytics.store import RowSet, write_isolating
@@ -102,6 +102,7 @@ class DuckDBWriter:
         max_buffered: int = 100_000,
         lock_timeout: float = 2.0,
         prices: PriceTable | None = None,
+        memory_limit: str = WRITER_MEMORY_LIMIT,
     ) -> None:
         self.db_path = Path(db_path)
         self.flush_interval = flush_interval
@@ -118,7 +119,7 @@ class DuckDBWriter:
         self._reasons_logged: set[str] = set()
         # The connection held between batches, and the identity (device, inode) of the file it holds: a file
         # deleted or replaced under a running proxy is noticed, and a new one is created.
-        self.held = HeldConnection(self.db_path, lock_timeout)
+        self.held = HeldConnection(self.db_path, lock_timeout, memory_limit)
 
     @property
     def pending(self) -> int:
@@ -202,7 +203,7 @@ class DuckDBWriter:
 
     def _write(self, items: deque[_Queued]) -> int:
         batch = list(items)
-        written = write_isolating(self.held.connection(), batch, self._refuse)
+        written = self.held.run(lambda con: write_isolating(con, batch, self._refuse))
         if self.held.wanted():
             self._release()
         return written

@@ -50,9 +50,9 @@ def lower_priority(priority: Priority) -> None:
     about a tenth of a contended core, so recording keeps pace on a machine that other work keeps busy.
     Neither can be undone without privileges, which is why the worker, not the proxy, lowers itself.
 
-    On Linux both are per thread, and threads started before this call keep the old priority (pyarrow's
-    jemalloc starts a background thread on import, when the worker's arguments are unpickled), so every
-    thread of the process is lowered; threads started later inherit it."""
+    On Linux both are per thread, and threads started before this call keep the old priority (an import
+    may start one, for example pyarrow's allocator when it was on the worker's path), so every thread of the
+    process is lowered; threads started later inherit it."""
     threads = _own_threads()
     if priority == "idle" and hasattr(os, "SCHED_IDLE"):
         try:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -348,3 +349,14 @@ def test_rows_module_imports_neither_duckdb_nor_pyarrow() -> None:
     code = "import sys, analytics.rows; print(sorted({'duckdb', 'pyarrow'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_recording_workers_database_sink_does_not_import_pyarrow(tmp_path: Path) -> None:
+    # pyarrow is about 30 MB of a process's memory: the worker writes its rows without it.
+    code = (
+        "import sys; from analytics.sinks import database_sink; "
+        f"database_sink({str(tmp_path / 'traffic.duckdb')!r}, 0.5, {{}}).close(); "
+        "print(sorted({'duckdb', 'pyarrow'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['duckdb']"

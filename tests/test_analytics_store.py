@@ -293,6 +293,22 @@ async def test_a_row_the_database_refuses_is_dropped_alone(tmp_path: Path) -> No
     assert (writer.rows_written, writer.rows_dropped, writer.write_errors) == (2, 1, 1)
 
 
+async def test_a_row_bigger_than_the_writers_memory_bound_is_still_written(tmp_path: Path) -> None:
+    # The writer's DuckDB memory is bounded, and its JSON reader wants twice the largest row: a prompt
+    # carrying a few images must still reach the table, and the rows around it too.
+    db = tmp_path / "traffic.duckdb"
+    big = make_interaction(2)
+    big.request.body = Body(json_={"text": "x" * 12_000_000})
+    writer = DuckDBWriter(db)
+    writer.start()
+    for interaction in (make_interaction(1), big, make_interaction(3)):
+        writer.submit(interaction, None)
+    writer.close()
+    _, rows = run_sql(db, "SELECT id, length(request->>'$.text') FROM interactions ORDER BY id")
+    assert rows == [(make_interaction(1).id, None), (big.id, 12_000_000), (make_interaction(3).id, None)]
+    assert (writer.rows_written, writer.rows_dropped, writer.write_errors) == (3, 0, 0)
+
+
 # --- concurrency: readers in other processes while the writer runs ---
 
 READER = r"""
