@@ -67,6 +67,39 @@ class RecordedEvent(_Lenient):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    @classmethod
+    def trusted(
+        cls,
+        offset_ms: float,
+        *,
+        data: str | None = None,
+        json_: Any = None,
+        layout: str | None = None,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+        raw: str | None = None,
+    ) -> RecordedEvent:
+        """What `model_construct` makes of these values, without its loop over fields and aliases, which was a
+        third of the recording worker's time per streamed event. Only for values from our own SSE decoder."""
+        made = cls.__new__(cls)
+        values = {
+            "offset_ms": offset_ms,
+            "data": data,
+            "json_": json_,
+            "layout": layout,
+            "event": event,
+            "id": id,
+            "retry": retry,
+            "raw": raw,
+        }
+        setattr_ = object.__setattr__
+        setattr_(made, "__dict__", values)
+        setattr_(made, "__pydantic_fields_set__", {name for name, value in values.items() if value is not None})
+        setattr_(made, "__pydantic_extra__", {})
+        setattr_(made, "__pydantic_private__", None)
+        return made
+
     @property
     def text(self) -> str:
         """The event's data field as it was on the wire."""

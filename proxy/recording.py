@@ -184,16 +184,14 @@ def _has_fields(tail: bytes) -> bool:
 
 def _recorded_event(event: SSEEvent, offset: float, parsed: tuple[Any, str | None] | None) -> RecordedEvent:
     raw = None if is_canonical(event) else event.raw.decode("utf-8", "replace")
-    # model_construct: these values come from our own decoder, so a second validation per event
-    # (hundreds per stream) would only burn CPU.
+    # Not validated: these values come from our own decoder, so a second validation per event (hundreds per
+    # stream) would only burn CPU.
     if parsed is not None and parsed[1] is not None and parsed[0] is not None:
         layout = None if parsed[1] == "compact" else parsed[1]
-        return RecordedEvent.model_construct(
-            offset_ms=offset, json_=parsed[0], layout=layout, event=event.event, id=event.id, retry=event.retry, raw=raw
+        return RecordedEvent.trusted(
+            offset, json_=parsed[0], layout=layout, event=event.event, id=event.id, retry=event.retry, raw=raw
         )
-    return RecordedEvent.model_construct(
-        offset_ms=offset, data=event.data, event=event.event, id=event.id, retry=event.retry, raw=raw
-    )
+    return RecordedEvent.trusted(offset, data=event.data, event=event.event, id=event.id, retry=event.retry, raw=raw)
 
 
 def _stream_response(rec: Recording, data: bytes, coded: bool, outcome: Outcome) -> RecordedResponse:

@@ -6,7 +6,11 @@ import pickle
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from proxy.interaction import RecordedEvent
 from proxy.recording import Recording
 
 
@@ -41,3 +45,21 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
     defaults = Recording("GET", "/", "", [], b"", "", 0.0)
     left_at_default = [f.name for f in fields(Recording) if getattr(recording, f.name) == getattr(defaults, f.name)]
     assert left_at_default == [], "every field is set apart from its default, so a field lost or swapped shows"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"json_": {"a": [1, None]}},
+        {"data": "[DONE]"},
+        {"json_": {"a": 1}, "layout": "spaced", "event": "delta", "id": "7", "retry": 10, "raw": "x"},
+    ],
+)
+def test_a_trusted_event_is_what_model_construct_makes(values: dict[str, Any]) -> None:
+    # RecordedEvent.trusted skips pydantic's model_construct for speed; it must build the very same model.
+    trusted = RecordedEvent.trusted(2.5, **values)
+    constructed = RecordedEvent.model_construct(offset_ms=2.5, **values)
+    assert trusted == constructed
+    assert trusted.model_fields_set == constructed.model_fields_set
+    assert trusted.model_extra == constructed.model_extra == {}
+    assert trusted.model_dump_json(by_alias=True) == constructed.model_dump_json(by_alias=True)

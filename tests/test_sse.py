@@ -253,3 +253,24 @@ def test_encode_rejects_fields_that_cannot_round_trip(event: SSEEvent) -> None:
     with pytest.raises(ValueError):
         encode_event(event)
     assert not is_canonical(event)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: a\n\n", b"data: b\n\n"],
+        [b"data: \n\n", b"data: [DONE]\n\n"],
+        [b": keep-alive\n\n", b"data: a\n\n", b"data: b\n\n"],  # the comment's bytes join the next event's raw
+        [b"id: 7\n", b"data: a\n\n", b"data: b\n\n"],  # a block begun in an earlier chunk
+        [b"data: a\n", b"data: b\n\n", b"data: c\n\n"],
+        [b"data: \xff\n\n", b"data: a\n\n"],  # not UTF-8: replaced, and raw kept
+        [b"\xef\xbb\xbfdata: a\n\n", b"data: b\n\n"],
+        [b"data: a\n\ndata: b\n\n", b"data: c\n\n"],
+        [b"data: a\r\n\r\n", b"data: b\n\n"],
+    ],
+)
+def test_one_chunk_per_event_decodes_as_byte_by_byte(chunks: list[bytes]) -> None:
+    # OpenAI sends one event per chunk, and the decoder takes a shortcut for that shape: it must give the
+    # same events, raws and tail as the general path (one byte at a time never takes the shortcut).
+    stream = b"".join(chunks)
+    assert decode(chunks) == decode([stream[i : i + 1] for i in range(len(stream))])
