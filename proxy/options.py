@@ -133,6 +133,10 @@ def flag_help(option: Option) -> str:
     return f"{text} (default: {option.default_text})".replace("%", "%%")
 
 
+# What a flag's value looks like in --help when its setting names no metavar of its own.
+_METAVARS = {"int": "N", "float": "X", "str": "TEXT", "Path": "PATH"}
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, command: str, accepted: tuple[str, ...] = ()) -> None:
     """The flags of every setting `command` uses, in declaration order, each with its help and default; and,
     hidden from --help, the flags of the `accepted` settings (which the command took before without using them)."""
@@ -148,8 +152,10 @@ def add_setting_flags(parser: argparse.ArgumentParser, command: str, accepted: t
             kwargs.update(action=argparse.BooleanOptionalAction)
         elif option.kind == "list":
             kwargs.update(action="append", metavar=option.metavar or "NAME")
-        else:
+        elif option.choices:
             kwargs.update(metavar=option.metavar or "{" + ",".join(option.choices) + "}")
+        else:
+            kwargs.update(metavar=option.metavar or _METAVARS.get(option.kind, "VALUE"))
         parser.add_argument(option.flag, **kwargs)
 
 

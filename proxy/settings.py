@@ -174,7 +174,11 @@ class Settings(BaseModel):
         RECORDING,
     )
     record_worker_idle_exit: float = setting(
-        10.0, "idle seconds before the recording worker exits to give its memory back (0: never)", RECORDING, ge=0
+        10.0,
+        "idle seconds before the recording worker exits to give its memory back (0: never)",
+        RECORDING,
+        metavar="S",
+        ge=0,
     )
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "what to log on stderr", SERVER)
     quiet: bool = setting(False, "no log line per request", SERVER)

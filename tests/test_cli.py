@@ -32,6 +32,7 @@ def test_each_command_has_help_with_defaults_and_examples(command: str) -> None:
     assert len([line for line in examples.splitlines() if line.startswith(f"  proxy {command}")]) >= 2
     assert "(default: " in result.stdout
     assert "--config FILE" in result.stdout
+    assert " {}" not in result.stdout, "a flag without choices shows an empty set as its value"
 
 
 def test_record_help_lists_only_what_recording_uses_and_replay_help_only_what_replay_uses() -> None:
