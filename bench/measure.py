@@ -18,13 +18,14 @@ from targets import LOAD_CORE, Context, Target, wait_drained
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int | None) -> float | None:
+def cpu_seconds(pid: int | None, *, alone: bool = False) -> float | None:
     """User + system CPU time of a process and its descendants (all threads), from /proc/PID/stat: our
-    proxy's recording worker process is part of what it costs."""
+    proxy's recording worker process is part of what it costs. With `alone`, the process itself only (the
+    one on the traffic's path)."""
     if pid is None:
         return None
     total = 0.0
-    for member in procs.family(pid):
+    for member in [pid] if alone else procs.family(pid):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
         except OSError:
@@ -73,11 +74,13 @@ class Loader:
 
 def _with_cpu(target: Target, run: Any) -> dict[str, Any]:
     cpu_before = cpu_seconds(target.pid)
+    own_before = cpu_seconds(target.pid, alone=True)
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = run()
     if target.records and "error" not in result:
         result["drain"] = wait_drained(target)
     cpu_after = cpu_seconds(target.pid)
+    own_after = cpu_seconds(target.pid, alone=True)
     result["loadavg_1m"] = round((load_before + os.getloadavg()[0]) / 2, 2)
     if cpu_before is not None and cpu_after is not None:
         # all-in: from before the load generator started until every recording was written
@@ -85,6 +88,8 @@ def _with_cpu(target: Target, run: Any) -> dict[str, Any]:
         units = result.get("ok") or 0
         if units:
             result["cpu_us_per_request"] = round((cpu_after - cpu_before) / units * 1e6, 1)
+            if own_before is not None and own_after is not None:
+                result["cpu_us_per_request_main"] = round((own_after - own_before) / units * 1e6, 1)
     if "window_cpu_seconds" in result:
         result["core_pct"] = round(100 * result["window_cpu_seconds"] / result["seconds"], 1)
     return result

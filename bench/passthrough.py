@@ -3,14 +3,20 @@
 Same server setup as `proxy record` (aiohttp AppRunner, no access log, handler cancellation), a pooled
 ClientSession with auto_decompress off, the body streamed back with iter_any as it arrives.
 
-Run: `python bench/passthrough.py --port P --upstream http://127.0.0.1:U`; prints `ready` when listening.
+With `--tee DIR` it also keeps a copy of every response body, one file per exchange written when the
+exchange ends: the floor for what recording costs per streamed event (issue #16 compares against it).
+
+Run: `python bench/passthrough.py --port P --upstream http://127.0.0.1:U [--tee DIR]`; prints `ready` when
+listening.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -35,6 +41,7 @@ NOT_RETURNED = HOP_BY_HOP | {"content-length"}
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
+TEE = web.AppKey("tee", Path)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -52,9 +59,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
+        tee = request.app.get(TEE)
+        copy: list[bytes] = []
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
+            if tee is not None:
+                copy.append(chunk)
         await response.write_eof()
+        if tee is not None:
+            (tee / f"{next(_EXCHANGES)}.body").write_bytes(b"".join(copy))
         return response
 
 
@@ -69,9 +82,15 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
     await app[SESSION].close()
 
 
-def build_app(upstream: str) -> web.Application:
+_EXCHANGES = itertools.count()
+
+
+def build_app(upstream: str, tee: Path | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[UPSTREAM] = upstream.rstrip("/")
+    if tee is not None:
+        tee.mkdir(parents=True, exist_ok=True)
+        app[TEE] = tee
     app.cleanup_ctx.append(_session)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
@@ -81,8 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--tee", type=Path, help="keep a copy of every response body in this folder")
     args = parser.parse_args()
-    asyncio.run(serve_until_signal(build_app(args.upstream), args.port))
+    asyncio.run(serve_until_signal(build_app(args.upstream, args.tee), args.port))
 
 
 if __name__ == "__main__":

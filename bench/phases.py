@@ -18,7 +18,7 @@ from targets import Context, Target
 PLAIN_ORDER = (
     "direct", "passthrough", "mitm_record", "litellm", "record", "record_nodb", "bare", "mitm_replay", "replay",
 )  # fmt: skip
-STREAM_ORDER = ("direct", "passthrough", "mitm_record", "litellm", "record", "record_nodb")
+STREAM_ORDER = ("direct", "passthrough", "passthrough_tee", "mitm_record", "litellm", "record", "record_nodb")
 __all__ = ["Run", "hotspots", "progress"]
 
 
@@ -89,6 +89,7 @@ class Run:
             "mitm_seed", lambda: targets.mitm_record(ctx, up, seed_flows, "mitm_seed")
         )
         self._start("passthrough", lambda: targets.passthrough(ctx, up), streams=True)
+        self._start("passthrough_tee", lambda: targets.passthrough_tee(ctx, up), streams=True)
         record = self._start("record", lambda: targets.ours_record(ctx, up, "record", db=True), streams=True)
         self._start("record_nodb", lambda: targets.ours_record(ctx, up, "record_nodb", db=False), streams=True)
         if record is None:

@@ -77,6 +77,13 @@ def passthrough(ctx: Context, up: Target) -> Target:
     return _launch(ctx, target, [ctx.proxy_python, script, "--port", str(target.port), "--upstream", up.base])
 
 
+def passthrough_tee(ctx: Context, up: Target) -> Target:
+    target = Target("passthrough_tee", "pass-through teeing bodies to files", procs.free_port())
+    script = str(ctx.repo / "bench" / "passthrough.py")
+    argv = [ctx.proxy_python, script, "--port", str(target.port), "--upstream", up.base, "--tee", str(ctx.tmp / "tee")]
+    return _launch(ctx, target, argv)
+
+
 def ours_record(ctx: Context, up: Target, key: str, *, db: bool) -> Target:
     label = "proxy record" if db else "proxy record --no-db"
     target = Target(key, label, procs.free_port(), ours=True, records=True)
