@@ -32,6 +32,7 @@ from proxy.replay import describe_miss
 from proxy.replay_answer import miss_response, replay_response
 from proxy.runners import InProcessRunner, Runner
 from proxy.settings import Settings
+from proxy.silence import SilenceWatch
 from proxy.state import LoadReport, ProxyState, redaction_for
 from proxy.stored_routes import STORED, StoredSlot, add_stored_routes
 from proxy.trafficlog import MISS, REPLAYED, TRAFFIC, Exchange, Traffic
@@ -51,6 +52,7 @@ class Counts:
 STATE = web.AppKey("state", ProxyState)
 COUNTS = web.AppKey("counts", Counts)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+SILENCE = web.AppKey("silence", SilenceWatch)
 RECORDER = web.AppKey("recorder", Recorder)
 
 
@@ -82,6 +84,7 @@ def _recording(sinks: Sequence[SinkFactory], send_heads: bool) -> Any:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout),
         )
+        app[SILENCE] = SilenceWatch()
         config = PipelineConfig(redaction_for(settings), tuple(sinks), send_heads)
         recorder = Recorder(_runner_for(settings, config), app[TRAFFIC])
         recorder.listeners.append(_index_new_recordings(app))
@@ -91,6 +94,7 @@ def _recording(sinks: Sequence[SinkFactory], send_heads: bool) -> Any:
             yield
         finally:
             await recorder.close()
+            await app[SILENCE].close()
             await app[SESSION].close()
 
     return context
@@ -182,7 +186,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 traffic.report(exchange, None)
             return miss_response(message)
     counts.forwarded += 1
-    return await forward(request, app[SESSION], route.forward, app[RECORDER], body)
+    return await forward(request, app[SESSION], route.forward, app[RECORDER], body, app[SILENCE])
 
 
 async def replay_reset(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from proxy import headers
 from proxy.errors import error_body, error_response
 from proxy.recorder import Recorder
 from proxy.recording import CLIENT_LEFT, Recording
+from proxy.silence import SilenceWatch, Waiting
 
 log = logging.getLogger("proxy.forward")
 
@@ -58,6 +59,7 @@ async def forward(
     config: ForwardConfig,
     recorder: Recorder | None,
     body: bytes,
+    silence: SilenceWatch,
 ) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     upstream_headers, tags = headers.split_tags(headers.request_headers_for_upstream(request.headers.items()))
@@ -76,7 +78,6 @@ async def forward(
     # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise
     # re-quote them, turning `%2F` in a query into `/`).
     url = URL(str(URL(config.upstream)) + request.rel_url.raw_path_qs, encoded=True)
-    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
     response: web.StreamResponse | None = None
     chunk = b""
     # Set once the upstream body has ended: a client that leaves after that (while the end is written, or an
@@ -84,14 +85,16 @@ async def forward(
     finished = False
     try:
         try:
-            upstream = await session.request(
-                request.method,
-                url,
-                headers=upstream_headers,
-                data=body if body or request.method not in ("GET", "HEAD") else None,
-                allow_redirects=False,
-                timeout=timeout,
-            )
+            # Until the answer's head is in. One timer per request: aiohttp's sock_read would also re-arm one on
+            # every chunk of the body (silence.py says why that matters and what bounds the body instead).
+            async with asyncio.timeout(config.first_byte_timeout):
+                upstream = await session.request(
+                    request.method,
+                    url,
+                    headers=upstream_headers,
+                    data=body if body or request.method not in ("GET", "HEAD") else None,
+                    allow_redirects=False,
+                )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise _UpstreamFailed(
                 504,
@@ -114,30 +117,27 @@ async def forward(
             if upstream.content_length is not None and request.method != "HEAD":
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            # Between chunks the read timeout is the chunk timeout, not the first-byte one. aiohttp re-arms its
-            # socket read timer on every arrival, with the value set here; but the timer running now was armed
-            # with the first-byte timeout, so until something new arrives each read gets its own bound (not
-            # needed when the whole body is in already, as a short answer's usually is). After that the
-            # per-chunk path is a read, a write and an append.
+            # From here on the chunk timeout bounds each wait for the next chunk (from the head's arrival for the
+            # first), watched by `silence`; the per-chunk path is a read, a write and an append.
             content = upstream.content
-            if upstream.connection is not None and upstream.connection.protocol is not None:
-                upstream.connection.protocol.read_timeout = config.chunk_timeout
-            switched_at = content.total_bytes
+            waiting = Waiting(content, config.chunk_timeout, "upstream sent nothing within the chunk timeout")
+            waiting.since = recording.headers_at
+            token = silence.watch(waiting)
             try:
                 while True:
-                    if content.total_bytes == switched_at and not content.is_eof():
-                        async with asyncio.timeout(config.chunk_timeout):
-                            chunk = await content.readany()
-                    else:
-                        chunk = await content.readany()
+                    chunk = await content.readany()
+                    waiting.since = None  # a client slow to take the chunk is not a silent upstream
                     if not chunk:
                         finished = True
                         break
                     await response.write(chunk)
-                    recording.add(chunk, loop.time())
+                    at = loop.time()
+                    recording.add(chunk, at)
+                    waiting.since = at
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 recording.error = f"upstream {config.upstream} stalled for {config.chunk_timeout:g}s mid-response"
                 recording.incomplete_reason = "upstream timeout mid-response"
+                upstream.close()  # its connection is not reused: the rest of that answer may still come
                 _abort(request)
                 return response
             except aiohttp.ClientError as exc:
@@ -150,6 +150,8 @@ async def forward(
                 _keep_unsent(recording, chunk, loop.time())
                 upstream.close()
                 return response
+            finally:
+                silence.forget(token)
             await response.write_eof()
             return response
     except _UpstreamFailed as failure:

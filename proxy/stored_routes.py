@@ -72,10 +72,11 @@ def stored_completions(replay_index: ReplayIndex, cassettes: Path, *, store_all:
 
 
 def add_stored_routes(app: web.Application, slot: StoredSlot) -> None:
-    """The five routes. Add them before the catch-all route: a create (POST /v1/chat/completions) still reaches
-    the catch-all."""
+    """The five routes, before the catch-all route; a create (POST /v1/chat/completions) goes to the fallback."""
     app[STORED] = slot
     app.router.add_get("/v1/chat/completions", _answered(list_completions, slot), allow_head=False)
+    # The create on the same resource: the router finds it at its first try instead of after every stored route.
+    app.router.add_post("/v1/chat/completions", slot.fallback)
     app.router.add_get("/v1/chat/completions/{completion_id}", _answered(get_completion, slot), allow_head=False)
     app.router.add_post("/v1/chat/completions/{completion_id}", _answered(update_completion, slot))
     app.router.add_delete("/v1/chat/completions/{completion_id}", _answered(delete_completion, slot))

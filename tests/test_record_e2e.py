@@ -29,6 +29,9 @@ from proxy.recording import body_bytes
 from tests.chunks import (
     MODEL,
     ORACLE_STREAMS,
+    content_delta,
+    make_choice,
+    make_chunk,
     make_completion,
     make_completion_choice,
     make_message,
@@ -563,6 +566,26 @@ async def test_upstream_stalling_later_in_a_stream_is_cut_by_the_chunk_timeout(
     assert interaction.outcome.incomplete_reason == "upstream timeout mid-response"
     assert [event.text for event in interaction.response.events or []] == sse(chunks)[:3]
     assert (interaction.timings.total_ms or 0) < 3000  # cut by the 0.3 s bound, not by the 5 s first-byte one
+
+
+async def test_a_client_slow_to_read_is_not_taken_for_a_silent_upstream(
+    upstream: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    # The chunk timeout bounds the upstream's silence, not the client's pace: 18 MB fill every buffer on the
+    # way, so the proxy waits for this client far longer than the chunk timeout, and must not cut the answer.
+    upstream.fake.streams["default"] = [make_chunk([make_choice(content_delta("x" * 60_000))]) for _ in range(300)]
+    proxy = await start_proxy(upstream.url, chunk_timeout=0.3)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(proxy.url + CHAT, json={"model": MODEL, "messages": MESSAGES, "stream": True}) as response,
+    ):
+        assert await response.content.readany()
+        await asyncio.sleep(1.0)
+        rest = await response.read()
+    assert rest.endswith(b"data: [DONE]\n\n")
+    interaction = await only_recorded(proxy)
+    assert interaction.outcome.complete, interaction.outcome
+    assert len(interaction.response.events or []) == 301
 
 
 async def test_client_giving_up_before_upstream_answers_is_recorded_and_reaches_upstream(
