@@ -152,6 +152,7 @@ def bare_handler(ctx: Context, payload: httpc.Answer) -> Target:
             {
                 "status": payload.status,
                 "content_type": payload.content_type,
+                "headers": list(payload.headers),
                 "body_b64": base64.b64encode(payload.body).decode(),
             }
         )
