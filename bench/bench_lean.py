@@ -114,6 +114,7 @@ def record_memory(ctx: targets.Context, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         targets.seed_with(record)
+        wait_at_rest(record)
         out["rest_before_mb"] = round(sum(tree_rss_mb(record.pid).values()), 1)
         for kind in ("plain", "stream"):
             args = [kind, "--url", record.url, "--concurrency", "64"]

@@ -16,6 +16,7 @@ import pickle
 from abc import abstractmethod
 from typing import Any
 
+from proxy.free_memory import BACKLOG_WORTH_TRIMMING, release_free_memory
 from proxy.pipeline import PipelineConfig, SinkStats
 from proxy.recording import Recording
 from proxy.runners import Runner
@@ -28,7 +29,7 @@ log = logging.getLogger("proxy.record")
 class WorkerLife(Runner):
     """Which worker process recordings go to: started in the background, replaced when it dies, let go when
     idle. `idle_exit`: after that many seconds with nothing to do, the worker flushes its sinks and exits, so its
-    memory (DuckDB and Arrow hold about 75 MB) goes back to the system; the next recording starts a new one in
+    memory (DuckDB's, about 60 MB) goes back to the system; the next recording starts a new one in
     the background, as at startup. 0 keeps it for the proxy's whole life."""
 
     def __init__(self, config: PipelineConfig, priority: Priority = "idle", idle_exit: float = 0.0) -> None:
@@ -41,6 +42,8 @@ class WorkerLife(Runner):
         self._channel: WorkerChannel | None = None
         self._reviving: asyncio.Task[None] | None = None
         self._batches: dict[int, Batch] = {}  # sent and not answered for, by number
+        self._backlog_bytes = 0  # frames in _batches
+        self._backlog_peak = 0  # the most _backlog_bytes was since the backlog last drained
         self._collecting: list[Recording] = []  # this loop iteration's batch
         self._queued = 0  # recordings in _collecting and _batches
         self._seq = 0
@@ -103,11 +106,13 @@ class WorkerLife(Runner):
         orphans: dict[int, Batch] = {}
         if after_death:
             orphans, self._batches = self._batches, {}
+            self._backlog_bytes = 0  # what is sent again is counted again
         try:
             self._channel = await self._open_channel()
         except Exception as exc:
             self._reviving = None
             waiting, self._batches = self._batches, {}  # made while it was starting: nobody to send them to
+            self._backlog_bytes = 0
             lost = sum(b.size for b in orphans.values()) + sum(b.size for b in waiting.values())
             self._forget(lost, f"recording worker could not start: {exc!r}")
             return
@@ -161,6 +166,8 @@ class WorkerRunner(WorkerLife):
         if not self._batches:
             self.stall.progressed()
         self._batches[self._seq] = Batch(data, len(recordings), attempt)
+        self._backlog_bytes += len(data)
+        self._backlog_peak = max(self._backlog_peak, self._backlog_bytes)
         if self._channel is not None:
             self._channel.send(data)
         elif self._reviving is None:
@@ -170,6 +177,8 @@ class WorkerRunner(WorkerLife):
         kind, seq, body = message
         if kind == "done":
             batch = self._batches.pop(seq, None)
+            if batch is not None:
+                self._backlog_bytes -= len(batch.frame)
             results, stats = body
             self.sink_stats = self._totals.of(stats)
             for written in results:
@@ -186,6 +195,10 @@ class WorkerRunner(WorkerLife):
         self._queued -= count
         if self._queued == 0:
             self._drained.set()
+            if self._backlog_peak >= BACKLOG_WORTH_TRIMMING:
+                # the frames of a burst are freed now, but the allocator would keep their memory (free_memory.py)
+                asyncio.get_running_loop().run_in_executor(None, release_free_memory)
+            self._backlog_peak = self._backlog_bytes = 0
 
     def _forget(self, count: int, reason: str) -> None:
         self.on_lost(count, reason)
