@@ -11,6 +11,7 @@ Transparency decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,12 @@ class _UpstreamFailed(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=16)
+def _base(upstream: str) -> str:
+    """The upstream URL as yarl writes it, parsed once rather than per request."""
+    return str(URL(upstream))
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:300]
@@ -77,7 +84,7 @@ async def forward(
     )
     # encoded=True: the path and query go out byte for byte as the client sent them (yarl would otherwise
     # re-quote them, turning `%2F` in a query into `/`).
-    url = URL(str(URL(config.upstream)) + request.rel_url.raw_path_qs, encoded=True)
+    url = URL(_base(config.upstream) + request.rel_url.raw_path_qs, encoded=True)
     response: web.StreamResponse | None = None
     chunk = b""
     # Set once the upstream body has ended: a client that leaves after that (while the end is written, or an
