@@ -31,6 +31,7 @@ from typing import Any
 
 import procs
 import targets
+from bench_replay_index import make_cassettes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "cassettes"
@@ -145,16 +146,9 @@ def measure_load(ctx: targets.Context, args: list[str], seconds: float) -> dict[
 
 
 def replay_10k(count: int = 10_000) -> dict[str, Any]:
-    sources = sorted(path for path in SAMPLES.rglob("*.json") if not path.name.startswith("."))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for number in range(count):
-            data = json.loads(sources[number % len(sources)].read_text())
-            data["id"] = f"bench-{number}"
-            data["request"]["body"]["json"]["messages"][0]["content"] += f" #{number}"
-            path = root / f"{number // 1000:03d}" / f"{number:06d}.json"
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps(data, indent=2))
+        make_cassettes(root, count)
         started = time.perf_counter()
         popen = subprocess.Popen(
             [sys.executable, "-m", "proxy", "replay", str(root), "--port", "0", "--quiet"],

@@ -20,17 +20,22 @@ from proxy.state import load_replay_index
 SAMPLES = Path(__file__).resolve().parent.parent / "cassettes"
 
 
+def make_cassettes(root: Path, count: int) -> None:
+    """`count` cassettes under root made from the samples, each with a prompt of its own."""
+    sources = sorted(path for path in SAMPLES.rglob("*.json") if not path.name.startswith("."))
+    for number in range(count):
+        data = json.loads(sources[number % len(sources)].read_text())
+        data["id"] = f"bench-{number}"
+        data["request"]["body"]["json"]["messages"][0]["content"] += f" #{number}"
+        path = root / f"{number // 1000:03d}" / f"{number:06d}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+
+
 def main(count: int) -> None:
-    sources = sorted(SAMPLES.rglob("*.json"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for number in range(count):
-            data = json.loads(sources[number % len(sources)].read_text())
-            data["id"] = f"bench-{number}"
-            data["request"]["body"]["json"]["messages"][0]["content"] += f" #{number}"
-            path = root / f"{number // 1000:03d}" / f"{number:06d}.json"
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps(data, indent=2))
+        make_cassettes(root, count)
         started = time.perf_counter()
         index, _ = load_replay_index(Settings(mode="replay", cassettes=root))
         elapsed = time.perf_counter() - started
