@@ -31,6 +31,9 @@ RELEASE_CHECK = 0.1  # seconds between looks at the `wanted` flag while the writ
 # After this long with nothing to write, the writer lets go of the file anyway: DuckDB checkpoints and frees its
 # memory, and any DuckDB client (not only `proxy sql`) can open the file while the proxy sits idle.
 IDLE_RELEASE = 1.0
+# Rows per INSERT at most: enough that the statement's fixed cost (about 4 ms) is shared, few enough that a
+# backlog never goes into DuckDB's bounded memory at once.
+BATCH_ROWS = 2_000
 
 
 # The rows of one interaction: made when it is submitted, so the buffer holds rows, not whole interactions (a
@@ -66,10 +69,13 @@ class Buffer:
                 self._items.append(item)
         return not overflow
 
-    def take(self) -> deque[_Queued]:
-        """Everything queued, now in flight until `done` or `put_back`."""
+    def take(self, most: int) -> deque[_Queued]:
+        """The oldest `most` queued (all when fewer), now in flight until `done` or `put_back`."""
         with self._lock:
-            items, self._items = self._items, deque()
+            if len(self._items) <= most:
+                items, self._items = self._items, deque()
+            else:
+                items = deque(self._items.popleft() for _ in range(most))
             self._in_flight = len(items)
         return items
 
@@ -183,23 +189,31 @@ class DuckDBWriter:
         self.flush()
 
     def flush(self) -> None:
-        """Write everything buffered now, in this thread. On failure the rows go back to the buffer."""
-        items = self._buffer.take()
+        """Write everything buffered now, in this thread, BATCH_ROWS at a time, so that a large backlog (rows
+        kept while another process held the file) never becomes one statement in DuckDB's bounded memory. On
+        failure the rows go back to the buffer, for the next flush."""
+        while self._flush_some():
+            pass
+
+    def _flush_some(self) -> bool:
+        """One batch; True when it was written and more may be waiting."""
+        items = self._buffer.take(BATCH_ROWS)
         if not items:
-            return
+            return False
         try:
             written = self._write(items)
         except Exception as exc:
             self._release(after_failure=True)  # a broken connection is not reused
             self._failed(exc, len(items))
             self._buffer.put_back(items)
-            return
+            return False
         self._buffer.done()
         self.rows_written += written
         if self.last_error is not None:
             log.warning("DuckDB writing resumed: %s", self.db_path)
             self.last_error = None
             self._reasons_logged.clear()
+        return len(items) == BATCH_ROWS
 
     def _write(self, items: deque[_Queued]) -> int:
         batch = list(items)

@@ -31,7 +31,7 @@ from analytics.query import (
 from analytics.rows import interaction_rows
 from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS
 from analytics.views import VIEWS, VIEWS_V2
-from analytics.writer import DuckDBWriter
+from analytics.writer import BATCH_ROWS, DuckDBWriter
 from proxy.cassettes import write_cassette
 from proxy.interaction import (
     Body,
@@ -270,6 +270,19 @@ async def test_the_buffer_is_bounded_and_drops_the_oldest(tmp_path: Path) -> Non
     writer.close()
     _, rows = run_sql(tmp_path / "traffic.duckdb", "SELECT min(id), count(*) FROM interactions")
     assert rows == [(make_interaction(5).id, 10)]
+
+
+async def test_a_backlog_bigger_than_one_batch_is_written_in_several(tmp_path: Path) -> None:
+    # Rows kept while the file was busy go in BATCH_ROWS at a time, and all of them in the one flush.
+    writer = DuckDBWriter(tmp_path / "traffic.duckdb", flush_interval=3600)
+    total = BATCH_ROWS + BATCH_ROWS // 4
+    for n in range(total):
+        writer.submit(make_interaction(n), None)  # before start(): all wait in the buffer
+    writer.flush()
+    assert (writer.rows_written, writer.pending) == (total, 0)
+    writer.close()
+    _, rows = run_sql(tmp_path / "traffic.duckdb", "SELECT count(DISTINCT id) FROM interactions")
+    assert rows == [(total,)]
 
 
 async def test_submit_after_close_is_counted_not_raised(tmp_path: Path) -> None:
