@@ -192,28 +192,22 @@ class DuckDBWriter:
         """Write everything buffered now, in this thread, BATCH_ROWS at a time, so that a large backlog (rows
         kept while another process held the file) never becomes one statement in DuckDB's bounded memory. On
         failure the rows go back to the buffer, for the next flush."""
-        while self._flush_some():
-            pass
-
-    def _flush_some(self) -> bool:
-        """One batch; True when it was written and more may be waiting."""
-        items = self._buffer.take(BATCH_ROWS)
-        if not items:
-            return False
-        try:
-            written = self._write(items)
-        except Exception as exc:
-            self._release(after_failure=True)  # a broken connection is not reused
-            self._failed(exc, len(items))
-            self._buffer.put_back(items)
-            return False
-        self._buffer.done()
-        self.rows_written += written
-        if self.last_error is not None:
-            log.warning("DuckDB writing resumed: %s", self.db_path)
-            self.last_error = None
-            self._reasons_logged.clear()
-        return len(items) == BATCH_ROWS
+        while items := self._buffer.take(BATCH_ROWS):
+            try:
+                written = self._write(items)
+            except Exception as exc:
+                self._release(after_failure=True)  # a broken connection is not reused
+                self._failed(exc, len(items))
+                self._buffer.put_back(items)
+                return
+            self._buffer.done()
+            self.rows_written += written
+            if self.last_error is not None:
+                log.warning("DuckDB writing resumed: %s", self.db_path)
+                self.last_error = None
+                self._reasons_logged.clear()
+            if len(items) < BATCH_ROWS:
+                return
 
     def _write(self, items: deque[_Queued]) -> int:
         batch = list(items)
