@@ -231,6 +231,7 @@ async def health(request: web.Request) -> web.Response:
         "status": "degraded" if degraded or (db and db["last_error"]) else "ok",
         "version": __version__,
         "mode": settings.mode.value,
+        "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop or asyncio
         "upstream": None if settings.mode.value == "replay" else settings.upstream,
         "cassettes": str(settings.cassettes),
         "counts": {**asdict(app[COUNTS]), "stored": app[TRAFFIC].stored},

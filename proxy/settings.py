@@ -174,11 +174,10 @@ class Settings(BaseModel):
         RECORDING,
     )
     record_worker_idle_exit: float = setting(
-        10.0,
-        "idle seconds before the recording worker exits to give its memory back (0: never)",
-        RECORDING,
-        metavar="S",
-        ge=0,
+        10.0, "seconds idle before the recording worker exits (0: never)", RECORDING, metavar="S", ge=0
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto", "uvloop (pip install 'llm-cassette-proxy[fast]'), or asyncio's own; auto: uvloop when installed", SERVER
     )
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "what to log on stderr", SERVER)
     quiet: bool = setting(False, "no log line per request", SERVER)

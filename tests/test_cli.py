@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -210,3 +212,36 @@ def test_replay_flags_choose_ignored_body_fields(tmp_path: Path) -> None:
 
     assert status_with([]) == 404  # the recording has no seed
     assert status_with(["--ignore-body-field", "seed", "--ignore-body-field", "user"]) == 200
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_event_loop_is_uvloop_when_installed_unless_asked_otherwise(choice: str, expected: str) -> None:
+    # uvloop is in the dev extra, so "auto" finds it here; the answers are the same bytes either way.
+    samples = Path(__file__).resolve().parent.parent / "cassettes"
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the proxy"}]})
+    proc = start_proxy_process(["replay", str(samples), "--event-loop", choice, "--quiet"])
+    try:
+        with urllib.request.urlopen(proc.url + "/_proxy/health") as response:
+            assert json.load(response)["event_loop"] == expected
+        request = urllib.request.Request(
+            proc.url + "/v1/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as response:
+            assert json.load(response)["choices"][0]["message"]["content"].startswith("Hello, proxy!")
+    finally:
+        code, stderr = proc.stop()
+    assert code == 0, stderr
+
+
+def test_asking_for_uvloop_where_it_is_missing_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    # uvloop made unimportable in a fresh interpreter that runs the real CLI
+    code = (
+        "import sys; sys.modules['uvloop'] = None; from proxy.cli import main; "
+        f"sys.exit(main(['replay', {str(Path(__file__).resolve().parent.parent / 'cassettes')!r}, "
+        "'--event-loop', 'uvloop', '--port', '0']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "proxy: event_loop is uvloop, but uvloop is not installed: pip install 'llm-cassette-proxy[fast]'"
+    ]
