@@ -202,10 +202,11 @@ def reading(db_path: Path | str, timeout: float = LOCK_TIMEOUT) -> Iterator[duck
 
 
 # DuckDB keeps what a connection wrote in its buffer pool until it closes, by default up to 80% of the RAM:
-# through a burst of recordings the writer grew by about 20 MB per 10,000 rows. Bounded, it evicts written
-# blocks instead (the key index loads lazily: a 2-million-row table inserts within this). Measured on a c=64
-# burst, 64 MB took the recording worker's peak from 146 to 129 MB. A batch that needs more (DuckDB's JSON
-# reader wants twice the largest row, and 32 MB at least) is written without the bound (`unbounded`).
+# inserting 15,000 rows on one connection grew a process by about 80 MB unbounded, 26 MB at 60 MB. Bounded, it
+# evicts written blocks instead (the key index loads lazily: a 2-million-row table inserts within this). In the
+# recording worker through a burst the gain is smaller: 146 -> 129 MB in one measurement, none between 40 and
+# 64 MB in another (bench/README.md). A batch that needs more (DuckDB's JSON reader wants twice the largest row,
+# and 32 MB at least) runs again without the bound (`HeldConnection.run`).
 WRITER_MEMORY_LIMIT = "64MB"
 
 _T = TypeVar("_T")

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import measure
 import procs
 import targets
 from bench_replay_index import make_cassettes
@@ -39,15 +40,7 @@ SAMPLES = REPO / "cassettes"
 
 def tree_rss_mb(pid: int) -> dict[int, float]:
     """RSS of each member of the process tree, in MB."""
-    found = {}
-    for member in procs.family(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    found[member] = int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return found
+    return {member: fields.get("VmRSS", 0) / 1024 for member, fields in procs.status_kb(pid, ("VmRSS",)).items()}
 
 
 def ready_seconds(argv: list[str], repeats: int) -> list[float]:
@@ -140,8 +133,6 @@ def record_memory(ctx: targets.Context, seconds: float) -> dict[str, Any]:
 
 
 def measure_load(ctx: targets.Context, args: list[str], seconds: float) -> dict[str, Any]:
-    import measure
-
     return measure.Loader(ctx).run(args, time_limit=seconds * 4 + 30)
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy.settings import Settings
+from proxy.settings import RecordMode, Settings
 from proxy.state import load_replay_index
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cassettes"
@@ -37,7 +37,7 @@ def main(count: int) -> None:
         root = Path(tmp)
         make_cassettes(root, count)
         started = time.perf_counter()
-        index, _ = load_replay_index(Settings(mode="replay", cassettes=root))
+        index, _ = load_replay_index(Settings(mode=RecordMode.REPLAY, cassettes=root))
         elapsed = time.perf_counter() - started
     print(f"indexed {len(index)} cassettes in {elapsed:.2f} s ({len(index) / elapsed:,.0f}/s)")
 

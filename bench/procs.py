@@ -98,18 +98,26 @@ def family(pid: int) -> list[int]:
     return found
 
 
+def status_kb(pid: int, keys: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[int, dict[str, int]]:
+    """Those /proc status fields, in kB, of each live member of the process tree (pid and its descendants)."""
+    found: dict[int, dict[str, int]] = {}
+    for member in family(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        fields = (line.partition(":") for line in lines)
+        found[member] = {key: int(value.split()[0]) for key, _, value in fields if key in keys}
+    return found
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a live process and its descendants, summed, in kB; empty if it is gone.
     (A sum of peaks can overstate the peak of the sum: an upper bound.)"""
     found: dict[str, int] = {}
-    for member in family(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    found[key] = found.get(key, 0) + int(value.split()[0])
-        except OSError:
-            pass
+    for fields in status_kb(pid).values():
+        for key, value in fields.items():
+            found[key] = found.get(key, 0) + value
     return found
 
 

@@ -127,7 +127,7 @@ async def forward(
             # From here on the chunk timeout bounds each wait for the next chunk (from the head's arrival for the
             # first), watched by `silence`; the per-chunk path is a read, a write and an append.
             content = upstream.content
-            waiting = Waiting(content, config.chunk_timeout, "upstream sent nothing within the chunk timeout")
+            waiting = Waiting(content, config.chunk_timeout)
             waiting.since = recording.headers_at
             token = silence.watch(waiting)
             try:

@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["BACKLOG_WORTH_TRIMMING", "release_free_memory"]
 
-# A backlog smaller than this leaves too little behind to be worth a pass over the heap.
+# Fewer frame bytes than this sent while recordings kept waiting leave too little behind for a pass over the heap.
 BACKLOG_WORTH_TRIMMING = 4 * 1024 * 1024
 
 

@@ -167,9 +167,6 @@ class Interaction(_Lenient):
     timings: Timings = Field(default_factory=Timings)
     outcome: Outcome = Field(default_factory=Outcome)
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
     @property
     def requested_model(self) -> str | None:
         """The model the client asked for."""

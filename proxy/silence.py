@@ -24,12 +24,11 @@ _FASTEST, _SLOWEST = 0.01, 1.0
 class Waiting:
     """One body in flight: `since` is the loop time its read began, None while it is not reading."""
 
-    __slots__ = ("content", "limit", "message", "since")
+    __slots__ = ("content", "limit", "since")
 
-    def __init__(self, content: aiohttp.StreamReader, limit: float, message: str) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: float) -> None:
         self.content = content
         self.limit = limit
-        self.message = message
         self.since: float | None = None
 
 
@@ -58,7 +57,8 @@ class SilenceWatch:
             for token, waiting in list(self._watched.items()):
                 if waiting.since is not None and now - waiting.since > waiting.limit:
                     del self._watched[token]
-                    waiting.content.set_exception(aiohttp.ServerTimeoutError(waiting.message))
+                    silent = f"upstream sent nothing for {waiting.limit:g} s"
+                    waiting.content.set_exception(aiohttp.ServerTimeoutError(silent))
 
     async def close(self) -> None:
         self._watched.clear()

@@ -42,8 +42,7 @@ class WorkerLife(Runner):
         self._channel: WorkerChannel | None = None
         self._reviving: asyncio.Task[None] | None = None
         self._batches: dict[int, Batch] = {}  # sent and not answered for, by number
-        self._backlog_bytes = 0  # frames in _batches
-        self._backlog_peak = 0  # the most _backlog_bytes was since the backlog last drained
+        self._sent_since_drained = 0  # bytes of frames sent since nothing was last waiting
         self._collecting: list[Recording] = []  # this loop iteration's batch
         self._queued = 0  # recordings in _collecting and _batches
         self._seq = 0
@@ -106,13 +105,11 @@ class WorkerLife(Runner):
         orphans: dict[int, Batch] = {}
         if after_death:
             orphans, self._batches = self._batches, {}
-            self._backlog_bytes = 0  # what is sent again is counted again
         try:
             self._channel = await self._open_channel()
         except Exception as exc:
             self._reviving = None
             waiting, self._batches = self._batches, {}  # made while it was starting: nobody to send them to
-            self._backlog_bytes = 0
             lost = sum(b.size for b in orphans.values()) + sum(b.size for b in waiting.values())
             self._forget(lost, f"recording worker could not start: {exc!r}")
             return
@@ -166,8 +163,7 @@ class WorkerRunner(WorkerLife):
         if not self._batches:
             self.stall.progressed()
         self._batches[self._seq] = Batch(data, len(recordings), attempt)
-        self._backlog_bytes += len(data)
-        self._backlog_peak = max(self._backlog_peak, self._backlog_bytes)
+        self._sent_since_drained += len(data)
         if self._channel is not None:
             self._channel.send(data)
         elif self._reviving is None:
@@ -177,8 +173,6 @@ class WorkerRunner(WorkerLife):
         kind, seq, body = message
         if kind == "done":
             batch = self._batches.pop(seq, None)
-            if batch is not None:
-                self._backlog_bytes -= len(batch.frame)
             results, stats = body
             self.sink_stats = self._totals.of(stats)
             for written in results:
@@ -195,10 +189,10 @@ class WorkerRunner(WorkerLife):
         self._queued -= count
         if self._queued == 0:
             self._drained.set()
-            if self._backlog_peak >= BACKLOG_WORTH_TRIMMING:
+            if self._sent_since_drained >= BACKLOG_WORTH_TRIMMING:
                 # the frames of a burst are freed now, but the allocator would keep their memory (free_memory.py)
                 asyncio.get_running_loop().run_in_executor(None, release_free_memory)
-            self._backlog_peak = self._backlog_bytes = 0
+            self._sent_since_drained = 0
 
     def _forget(self, count: int, reason: str) -> None:
         self.on_lost(count, reason)
