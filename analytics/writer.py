@@ -32,8 +32,9 @@ RELEASE_CHECK = 0.1  # seconds between looks at the `wanted` flag while the writ
 # memory, and any DuckDB client (not only `proxy sql`) can open the file while the proxy sits idle.
 IDLE_RELEASE = 1.0
 # Rows per INSERT at most: enough that the statement's fixed cost (about 4 ms) is shared, few enough that a
-# backlog never goes into DuckDB's bounded memory at once.
-BATCH_ROWS = 2_000
+# backlog never goes into DuckDB's bounded memory at once. 1,000 rather than 2,000: the same CPU per row, and
+# about 6 MB less at each statement's peak (40,000 recordings written in-process: peak 132 against 138 MB).
+BATCH_ROWS = 1_000
 
 
 # The rows of one interaction: made when it is submitted, so the buffer holds rows, not whole interactions (a

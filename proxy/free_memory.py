@@ -1,7 +1,8 @@
 """Giving memory back to the system once a recording backlog has drained.  (process-wide)
 
-A burst that outruns the recording worker leaves its recordings waiting in the proxy as pickled frames, tens of
-megabytes of them. Once written they are freed, but glibc's allocator keeps most of that memory for reuse, so
+A burst that outruns the recording worker leaves its recordings waiting in the proxy as pickled frames (up to
+the spool's budget in memory, then in a file: spool.py), and the event loop reads spooled ones back as they go
+out. Once written they are freed, but glibc's allocator keeps most of that memory for reuse: before the spool,
 the proxy stayed at its peak size while idle (146 MB after 10 s of c=64 against the 50 MB it starts with).
 `malloc_trim` hands the free pages back. It is a glibc function: elsewhere this does nothing.
 """

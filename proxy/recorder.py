@@ -72,7 +72,7 @@ class Recorder:
             return
         if self.runner.pending == BACKLOG_WARNING:
             log.warning(
-                "recording is %d interactions behind the traffic: memory grows until it catches up "
+                "recording is %d interactions behind the traffic: they wait until it catches up "
                 "(nothing is dropped; /_proxy/health shows recording_pending)",
                 BACKLOG_WARNING,
             )

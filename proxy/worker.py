@@ -9,7 +9,8 @@ executor's bookkeeping, and the queued objects grew the heap by 30 MB that Pytho
 
 So the channel is one Unix socket pair. The event loop gathers the recordings finished in one loop iteration,
 pickles them at once into one frame (a 4-byte big-endian length, then the pickle) and lets the objects go;
-a waiting frame is one bytes object. The worker answers each batch with one frame of results, in order.
+a waiting frame is one bytes object, or past a budget its place in a spool file (spool.py). The worker
+answers each batch with one frame of results, in order.
 
 Parent -> worker: ("batch", seq, [Recording]), ("stats", seq), ("close", seq).
 Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats)), ("stats", seq, sink stats),
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.pipeline import PipelineConfig
+from proxy.spool import Frame, frame_bytes
 
 log = logging.getLogger("proxy.record")
 
@@ -56,7 +58,7 @@ class WorkerConfig:
 class Batch:
     """Recordings sent (or waiting to be sent) as one frame, until the worker answers for them."""
 
-    frame: bytes
+    frame: Frame
     size: int
     attempt: int
 
@@ -78,7 +80,7 @@ class WorkerChannel:
         self.process: subprocess.Popen[bytes] | None = None
         self.closing = False
         self._writer: asyncio.StreamWriter | None = None
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Frame] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._replies: dict[int, asyncio.Future[Any]] = {}  # questions asked, by (negative) number
         self._asked = 0
@@ -114,7 +116,7 @@ class WorkerChannel:
             asyncio.create_task(self._receive_loop(reader), name="recording-channel-receive"),
         ]
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Frame) -> None:
         self._outbox.put_nowait(data)
 
     async def ask(self, kind: str, timeout: float) -> Any:
@@ -134,7 +136,7 @@ class WorkerChannel:
         assert self._writer is not None
         try:
             while True:
-                self._writer.write(await self._outbox.get())
+                self._writer.write(frame_bytes(await self._outbox.get()))
                 await self._writer.drain()  # the worker reads slower than we send: the frames wait in the queue
         except (ConnectionError, OSError):
             return  # the receive loop sees the end and reports it

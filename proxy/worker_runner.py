@@ -20,6 +20,7 @@ from proxy.free_memory import BACKLOG_WORTH_TRIMMING, release_free_memory
 from proxy.pipeline import PipelineConfig, SinkStats
 from proxy.recording import Recording
 from proxy.runners import Runner
+from proxy.spool import FrameSpool, frame_bytes
 from proxy.worker import Batch, Message, Priority, WorkerChannel, WorkerConfig, frame
 from proxy.worker_watch import SinkTotals, StallWatch
 
@@ -42,6 +43,7 @@ class WorkerLife(Runner):
         self._channel: WorkerChannel | None = None
         self._reviving: asyncio.Task[None] | None = None
         self._batches: dict[int, Batch] = {}  # sent and not answered for, by number
+        self.spool = FrameSpool()  # where their frames wait: in memory up to a budget, then in a file
         self._sent_since_drained = 0  # bytes of frames sent since nothing was last waiting
         self._collecting: list[Recording] = []  # this loop iteration's batch
         self._queued = 0  # recordings in _collecting and _batches
@@ -110,6 +112,8 @@ class WorkerLife(Runner):
         except Exception as exc:
             self._reviving = None
             waiting, self._batches = self._batches, {}  # made while it was starting: nobody to send them to
+            for batch in (*orphans.values(), *waiting.values()):
+                self.spool.let_go(batch.frame)
             lost = sum(b.size for b in orphans.values()) + sum(b.size for b in waiting.values())
             self._forget(lost, f"recording worker could not start: {exc!r}")
             return
@@ -117,10 +121,11 @@ class WorkerLife(Runner):
         for batch in self._batches.values():  # made while the worker was starting
             self._channel.send(batch.frame)
         for batch in orphans.values():
+            self.spool.let_go(batch.frame)
             if batch.attempt > 1:
                 self._forget(batch.size, "recording worker died twice on the same recording")
                 continue
-            recordings: list[Recording] = pickle.loads(batch.frame[4:])[2]
+            recordings: list[Recording] = pickle.loads(frame_bytes(batch.frame)[4:])[2]
             for recording in recordings:
                 self._send_batch([recording], attempt=batch.attempt + 1)
 
@@ -162,10 +167,11 @@ class WorkerRunner(WorkerLife):
             return
         if not self._batches:
             self.stall.progressed()
-        self._batches[self._seq] = Batch(data, len(recordings), attempt)
+        kept = self.spool.keep(data)
+        self._batches[self._seq] = Batch(kept, len(recordings), attempt)
         self._sent_since_drained += len(data)
         if self._channel is not None:
-            self._channel.send(data)
+            self._channel.send(kept)
         elif self._reviving is None:
             self._reviving = asyncio.get_running_loop().create_task(self._revive())
 
@@ -173,6 +179,8 @@ class WorkerRunner(WorkerLife):
         kind, seq, body = message
         if kind == "done":
             batch = self._batches.pop(seq, None)
+            if batch is not None:
+                self.spool.let_go(batch.frame)
             results, stats = body
             self.sink_stats = self._totals.of(stats)
             for written in results:
@@ -189,6 +197,7 @@ class WorkerRunner(WorkerLife):
         self._queued -= count
         if self._queued == 0:
             self._drained.set()
+            self.spool.empty()
             if self._sent_since_drained >= BACKLOG_WORTH_TRIMMING:
                 # the frames of a burst are freed now, but the allocator would keep their memory (free_memory.py)
                 asyncio.get_running_loop().run_in_executor(None, release_free_memory)
@@ -224,6 +233,7 @@ class WorkerRunner(WorkerLife):
             await asyncio.gather(self._retiring, return_exceptions=True)
         await self.settle()
         self.stall.stop()
+        self.spool.close()
         channel = self._channel
         if channel is None:
             return

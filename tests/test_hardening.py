@@ -414,6 +414,50 @@ async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
     assert recorder.recorded == 4
 
 
+async def test_recordings_waiting_for_a_stopped_worker_wait_in_the_spool_file_and_all_land(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(plain.url, record_workers="process")
+    runner = proxy.server.app[RECORDER].runner
+    runner.spool.budget = 0  # every frame past the first goes to the file
+    async with aiohttp.ClientSession() as session:
+        worker = await first_recording(session, proxy)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for n in range(5):
+                body = {**BODY, "messages": [{"role": "user", "content": f"spooled {n}"}]}
+                async with session.post(proxy.url + CHAT, json=body) as response:
+                    assert response.status == 200
+                    await response.read()
+            spooled, held = runner.spool.spooled, runner.spool.held
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        paths = await wait_for_cassettes(proxy.settings.cassettes, 6, timeout=20)
+    assert spooled > 0 and held == 0, "the waiting frames were in the file, not in memory"
+    prompts = {load_cassette(path).request.body.json_["messages"][0]["content"] for path in paths}
+    assert prompts == {"Hi"} | {f"spooled {n}" for n in range(5)}
+    await eventually(lambda: runner.spool.spooled == 0, what="the spool emptied once nothing waits")
+
+
+async def test_a_worker_killed_while_recordings_wait_in_the_spool_file_is_replaced_and_they_land(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(plain.url, record_workers="process")
+    recorder = proxy.server.app[RECORDER]
+    recorder.runner.spool.budget = 0
+    async with aiohttp.ClientSession() as session:
+        worker = await first_recording(session, proxy)
+        os.kill(worker, signal.SIGSTOP)
+        for _ in range(3):
+            async with session.post(proxy.url + CHAT, json=BODY) as response:
+                assert response.status == 200
+                await response.read()
+        assert recorder.runner.spool.spooled > 0
+        os.kill(worker, signal.SIGKILL)  # the new worker gets the frames from the file, one recording at a time
+    await wait_for_cassettes(proxy.settings.cassettes, 4, timeout=20)
+    await eventually(lambda: recorder.recorded == 4, what=f"4 recordings counted (got {recorder.recorded})")
+
+
 async def test_an_idle_recording_worker_exits_and_the_next_recording_starts_a_new_one(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
