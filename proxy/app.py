@@ -10,7 +10,6 @@ by the composition root (cli.py, or an embedding program): proxy/ imports neithe
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -19,9 +18,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from proxy import __version__
+from proxy.access import loopback_only, proxy_routes, refuse_tunnels
 from proxy.cassettes import CassetteError
 from proxy.errors import error_response
 from proxy.forward import forward
@@ -54,15 +53,6 @@ COUNTS = web.AppKey("counts", Counts)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 SILENCE = web.AppKey("silence", SilenceWatch)
 RECORDER = web.AppKey("recorder", Recorder)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _runner_for(settings: Settings, config: PipelineConfig) -> Runner:
@@ -111,29 +101,6 @@ def _index_new_recordings(app: web.Application) -> Any:
             state.index.add(written.head, written.directory / written.cassette)
 
     return index_new
-
-
-@web.middleware
-async def refuse_tunnels(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A reverse proxy to one upstream: tunnelling to a host the client names would make it an open proxy.
-    A middleware, because a CONNECT's authority-form target (`host:443`) matches no route."""
-    if request.method == "CONNECT":
-        return error_response(
-            405,
-            "CONNECT is not supported: this proxy forwards only to its upstream",
-            "invalid_request_error",
-            "method_not_allowed",
-        )
-    return await handler(request)
-
-
-@web.middleware
-async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`/_proxy/` tells what was recorded and can reset replay: only this machine may ask, whatever the
-    listening address."""
-    if request.path.startswith("/_proxy/") and not is_loopback(request.remote or ""):
-        return error_response(403, "/_proxy/ answers only on loopback", "invalid_request_error", "forbidden")
-    return await handler(request)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -269,16 +236,17 @@ def create_app(
     runs); `extra_routes` go before the catch-all forwarding route (the report under `/_proxy/report`);
     `may_record` keeps a recording side even when the mode does not record now, for `retarget`."""
     state = ProxyState.build(settings)
-    app = web.Application(client_max_size=state.settings.max_body_bytes, middlewares=[refuse_tunnels, loopback_only])
+    app = web.Application(client_max_size=state.settings.max_body_bytes)
+    refuse_tunnels(app.router)
     app[STATE] = state
     app[COUNTS] = Counts()
     app[TRAFFIC] = Traffic()
     if state.settings.records if may_record is None else may_record:
         app.cleanup_ctx.append(_recording(sinks, send_heads=may_record is True or state.settings.replays))
-    app.router.add_get("/_proxy/health", health)
-    app.router.add_post("/_proxy/replay/reset", replay_reset)
+    app.router.add_get("/_proxy/health", loopback_only(health))
+    app.router.add_post("/_proxy/replay/reset", loopback_only(replay_reset))
     add_stored_routes(app, StoredSlot(handle, state.stored))
-    app.router.add_routes(extra_routes)
+    app.router.add_routes(list(proxy_routes(extra_routes)))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from proxy import trafficlog
-from proxy.app import is_loopback, summary_line
+from proxy.access import is_loopback
+from proxy.app import summary_line
 from proxy.embed import start_proxy
 from proxy.errors import CassetteDirError, ConfigError
 from proxy.pipeline import SinkFactory

@@ -22,7 +22,8 @@ from aiohttp.test_utils import make_mocked_request
 from analytics.query import import_directory
 from analytics.report import write_report
 from analytics.report_routes import report_routes
-from proxy.app import create_app, loopback_only
+from proxy.access import loopback_only, proxy_routes
+from proxy.app import create_app
 from proxy.interaction import Interaction, RecordedEvent
 from proxy.settings import Settings
 from tests.chunks import content_delta, make_choice, make_chunk, role_delta
@@ -96,12 +97,27 @@ async def test_proxy_paths_answer_loopback_clients_only() -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    guarded = loopback_only(handler)
     for remote, status in (("10.1.2.3", 403), ("192.168.0.7", 403), ("127.0.0.1", 200), ("::1", 200)):
         request = make_mocked_request("GET", "/_proxy/report", transport=_Transport(remote))
-        response = await loopback_only(request, handler)
-        assert response.status == status, remote
-    request = make_mocked_request("POST", "/v1/chat/completions", transport=_Transport("10.1.2.3"))
-    assert (await loopback_only(request, handler)).status == 200  # the API itself is not restricted
+        assert (await guarded(request)).status == status, remote
+
+
+async def test_routes_of_other_packages_under_proxy_are_guarded_and_the_rest_left_alone() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    report, api, catch_all = proxy_routes([web.get("/_proxy/report", handler), web.get("/v1/models", handler)])
+    assert isinstance(report, web.RouteDef) and isinstance(api, web.RouteDef) and isinstance(catch_all, web.RouteDef)
+    outside = make_mocked_request("GET", "/_proxy/report", transport=_Transport("10.1.2.3"))
+    assert (await report.handler(outside)).status == 403
+    assert api.handler is handler  # the API itself is not restricted
+    assert catch_all.path == "/_proxy/{tail:.*}"
+    assert (await catch_all.handler(outside)).status == 403
+    unknown = await catch_all.handler(make_mocked_request("GET", "/_proxy/nope", transport=_Transport("127.0.0.1")))
+    assert unknown.status == 404
+    with pytest.raises(ValueError, match="static files"):
+        list(proxy_routes([web.static("/_proxy/files", ".")]))
 
 
 class _Transport:

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from analytics.query import export_parquet
-from proxy.app import is_loopback
+from proxy.access import is_loopback
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message
 from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, wait_for_cassettes
 
@@ -119,3 +119,13 @@ async def test_configured_secret_headers_query_params_and_body_fields_are_writte
 )
 def test_only_loopback_addresses_count_as_local(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+async def test_an_unknown_proxy_path_is_answered_by_the_proxy_and_never_forwarded(
+    completion_upstream: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(completion_upstream.url)
+    answer = await raw_exchange(proxy, b"GET /_proxy/nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404")
+    assert b"no such proxy endpoint: GET /_proxy/nothing-here" in answer
+    assert completion_upstream.fake.received == []
