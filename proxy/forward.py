@@ -69,7 +69,7 @@ async def forward(
     silence: SilenceWatch,
 ) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
-    upstream_headers, tags = headers.split_tags(headers.request_headers_for_upstream(request.headers.items()))
+    upstream_headers, tags = headers.request_headers_for_upstream(request.headers)
     recording = Recording(
         method=request.method,
         path=request.path,
@@ -119,7 +119,7 @@ async def forward(
             response = web.StreamResponse(
                 status=upstream.status,
                 reason=upstream.reason,
-                headers=CIMultiDict(headers.response_headers_for_client(upstream.headers.items())),
+                headers=CIMultiDict(headers.response_headers_for_client(upstream.headers)),
             )
             if upstream.content_length is not None and request.method != "HEAD":
                 response.content_length = upstream.content_length

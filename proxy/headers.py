@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from multidict import CIMultiDict, MultiMapping
+
 from proxy.interaction import REDACTED, HeaderList
 
 HOP_BY_HOP = frozenset(
@@ -53,38 +55,50 @@ TAG_PREFIX = "x-proxy-tag-"
 DECODABLE_CODINGS = frozenset({"gzip", "deflate", "identity"})
 
 
-def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
-    """Header names listed in `Connection` are hop-by-hop for this message too."""
-    tokens: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
+# What never crosses from the client to the upstream, and from the upstream to the client (besides the names a
+# Connection header lists).
+_NOT_FORWARDED = HOP_BY_HOP | DROPPED_FROM_REQUEST
+_NOT_RETURNED = HOP_BY_HOP | DROPPED_FROM_RESPONSE
+
+Headers = MultiMapping[str] | Iterable[tuple[str, str]]
 
 
-def request_headers_for_upstream(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The client's headers as the upstream should see them (Host is added by the HTTP client)."""
-    pairs = list(headers)
-    extra = _connection_tokens(pairs)
-    out: list[tuple[str, str]] = []
-    for name, value in pairs:
+def _multi(headers: Headers) -> MultiMapping[str]:
+    return headers if isinstance(headers, MultiMapping) else CIMultiDict(headers)
+
+
+def _listed_in_connection(headers: MultiMapping[str]) -> frozenset[str]:
+    """Header names listed in `Connection` are hop-by-hop for this message too. Looked up, not scanned for:
+    these run on every forwarded request, and one pass over the headers costs about 1 us."""
+    values = headers.getall("Connection", ())
+    return frozenset(token.strip().lower() for value in values for token in value.split(",") if token.strip())
+
+
+def request_headers_for_upstream(headers: Headers) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The client's headers as the upstream should see them (Host is added by the HTTP client), without the
+    proxy's tag headers; and the tags those carried: `{name: value}` with the name lower-cased (header names are
+    case-insensitive). A repeated tag keeps its last value; a header with an empty name (`X-Proxy-Tag-`) is
+    dropped too and carries no tag."""
+    multi = _multi(headers)
+    dropped = _NOT_FORWARDED | _listed_in_connection(multi)
+    kept: list[tuple[str, str]] = []
+    tags: dict[str, str] = {}
+    for name, value in multi.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in DROPPED_FROM_REQUEST or lower in extra:
+        if lower in dropped:
             continue
-        if lower == "accept-encoding":
-            value = narrow_accept_encoding(value)
-        out.append((name, value))
-    return out
+        if lower.startswith(TAG_PREFIX):
+            if tag := lower[len(TAG_PREFIX) :]:
+                tags[tag] = value.strip()
+            continue
+        kept.append((name, narrow_accept_encoding(value) if lower == "accept-encoding" else value))
+    return kept, tags
 
 
-def response_headers_for_client(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    pairs = list(headers)
-    extra = _connection_tokens(pairs)
-    return [
-        (name, value)
-        for name, value in pairs
-        if (lower := name.lower()) not in HOP_BY_HOP and lower not in DROPPED_FROM_RESPONSE and lower not in extra
-    ]
+def response_headers_for_client(headers: Headers) -> list[tuple[str, str]]:
+    multi = _multi(headers)
+    dropped = _NOT_RETURNED | _listed_in_connection(multi)
+    return [(name, value) for name, value in multi.items() if name.lower() not in dropped]
 
 
 def narrow_accept_encoding(value: str) -> str:
@@ -106,20 +120,3 @@ def get(headers: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == lower:
             return value
     return None
-
-
-def split_tags(headers: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Headers without the proxy's tag headers, and the tags they carried: `{name: value}` with the name
-    lower-cased (header names are case-insensitive). A repeated tag keeps its last value; a header with an
-    empty name (`X-Proxy-Tag-`) is dropped too and carries no tag."""
-    kept: list[tuple[str, str]] = []
-    tags: dict[str, str] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower.startswith(TAG_PREFIX):
-            tag = lower[len(TAG_PREFIX) :]
-            if tag:
-                tags[tag] = value.strip()
-            continue
-        kept.append((name, value))
-    return kept, tags

@@ -55,7 +55,7 @@ class Recording:
     incomplete_reason: str | None = None
     error_body: bytes | None = None  # what the proxy answered itself when upstream failed
     error_status: int | None = None  # ...and with which status (502 unreachable, 504 timeout)
-    tags: dict[str, str] | None = None  # from X-Proxy-Tag-* request headers (see headers.split_tags)
+    tags: dict[str, str] | None = None  # from X-Proxy-Tag-* request headers (see headers.request_headers_for_upstream)
     directory: Path = Path("cassettes")  # where its cassette goes (each test of the pytest plugin has its own)
 
     def add(self, chunk: bytes, at: float) -> None:

@@ -13,7 +13,7 @@ from analytics.pricing import Price, PriceTable, Tier, cost_usd
 from analytics.report_data import bucket_for
 from analytics.stream_metrics import carries_output, stream_metrics
 from analytics.svg import fmt_number, horizontal_bars, nice_max, stacked_columns, timeline
-from proxy.headers import split_tags
+from proxy.headers import request_headers_for_upstream
 from proxy.interaction import RecordedEvent
 from proxy.settings import PriceSetting
 from tests.chunks import content_delta, make_choice, make_chunk, make_usage, refusal_delta, role_delta, tool_call_delta
@@ -95,7 +95,7 @@ def test_the_price_source_is_pinned_and_dated() -> None:
     ],
 )
 def test_split_tags(headers: list[tuple[str, str]], kept: list[tuple[str, str]], tags: dict[str, str]) -> None:
-    assert split_tags(headers) == (kept, tags)
+    assert request_headers_for_upstream(headers) == (kept, tags)
 
 
 # --- time to first token ---
