@@ -8,8 +8,10 @@ under load, and `proxy replay` with 10,000 cassettes.
 - record memory: the fast fake upstream (bench/upstream.py) and the load generator (load.py, 64 workers)
   on core 0, `proxy record` with DuckDB on core 1. The process tree's RSS (proxy + recording worker) is
   sampled every 50 ms through `--seconds` of load, once with plain requests and once with 200-event
-  streams; then after the recordings are written and the worker has gone idle and exited (at rest).
-  bench/run.py's VmHWM column cannot see this peak: the recording worker comes and goes.
+  streams, and on until the recordings are written and the worker has gone idle and exited (at rest).
+  The peak is over all of that; the peak under load is while the load ran. They differ because the
+  recording worker shares the proxy's core at idle priority: it writes little until the load stops, then
+  catches up. bench/run.py's VmHWM column cannot see these peaks: the recording worker comes and goes.
 - replay of 10,000 cassettes: made from the samples (each with its own prompt), RSS once ready.
 
 Every process is started here and stopped by its pid; nothing leaves 127.0.0.1.
@@ -65,18 +67,24 @@ def ready_seconds(argv: list[str], repeats: int) -> list[float]:
 
 
 class Sampler:
-    """The tree's total RSS every 50 ms, keeping the peak and how it split between the processes."""
+    """The tree's total RSS every 50 ms, keeping the peak and how it split between the processes; and apart,
+    the peak while the load ran (`load_over` ends that window), before the recording worker caught up."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak = 0.0
         self.split: dict[int, float] = {}
+        self.peak_under_load = 0.0
+        self._under_load = True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
         self._thread.start()
         return self
+
+    def load_over(self) -> None:
+        self._under_load = False
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
@@ -88,6 +96,8 @@ class Sampler:
             total = sum(members.values())
             if total > self.peak:
                 self.peak, self.split = total, members
+            if self._under_load:
+                self.peak_under_load = max(self.peak_under_load, total)
             time.sleep(0.05)
 
 
@@ -115,11 +125,13 @@ def record_memory(ctx: targets.Context, seconds: float) -> dict[str, Any]:
             args += ["--duration", f"{seconds:g}"] if kind == "plain" else ["--streams", str(int(seconds * 64))]
             with Sampler(record.pid) as sampler:
                 loaded = measure_load(ctx, args, seconds)
+                sampler.load_over()
                 rest_after = wait_at_rest(record)
             proxy_mb = sampler.split.get(record.pid, 0.0)
             out[kind] = {
                 "requests": loaded.get("ok"),
                 "peak_tree_mb": round(sampler.peak, 1),
+                "peak_tree_under_load_mb": round(sampler.peak_under_load, 1),
                 "peak_proxy_mb": round(proxy_mb, 1),
                 "peak_worker_mb": round(sampler.peak - proxy_mb, 1),
                 "seconds_to_rest": round(rest_after, 1),
