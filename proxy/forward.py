@@ -90,18 +90,28 @@ async def forward(
     # Set once the upstream body has ended: a client that leaves after that (while the end is written, or an
     # SDK closing at [DONE]) left nothing unrecorded, so the exchange is complete.
     finished = False
+    # From the request's start until the answer's head is in, then for each next chunk: `silence` watches
+    # (silence.py says why that is not a timer per request, nor aiohttp's per chunk).
+    waiting = Waiting(config.first_byte_timeout, recording.started, config.chunk_timeout)
+    token = silence.watch(waiting)
     try:
         try:
-            # Until the answer's head is in. One timer per request: aiohttp's sock_read would also re-arm one on
-            # every chunk of the body (silence.py says why that matters and what bounds the body instead).
-            async with asyncio.timeout(config.first_byte_timeout):
-                upstream = await session.request(
-                    request.method,
-                    url,
-                    headers=upstream_headers,
-                    data=body if body or request.method not in ("GET", "HEAD") else None,
-                    allow_redirects=False,
-                )
+            upstream = await session.request(
+                request.method,
+                url,
+                headers=upstream_headers,
+                data=body if body or request.method not in ("GET", "HEAD") else None,
+                allow_redirects=False,
+            )
+        except asyncio.CancelledError:
+            if not waiting.was_cut():
+                raise
+            raise _UpstreamFailed(
+                504,
+                "upstream_timeout",
+                f"upstream {config.upstream} did not answer in time: "
+                f"no answer within first_byte_timeout ({config.first_byte_timeout:g} s)",
+            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise _UpstreamFailed(
                 504,
@@ -123,13 +133,11 @@ async def forward(
             )
             if upstream.content_length is not None and request.method != "HEAD":
                 response.content_length = upstream.content_length
-            await response.prepare(request)
             # From here on the chunk timeout bounds each wait for the next chunk (from the head's arrival for the
-            # first), watched by `silence`; the per-chunk path is a read, a write and an append.
+            # first); the per-chunk path is a read, a write and an append.
             content = upstream.content
-            waiting = Waiting(content, config.chunk_timeout)
-            waiting.since = recording.headers_at
-            token = silence.watch(waiting)
+            waiting.reading(content, recording.headers_at)
+            await response.prepare(request)
             try:
                 while True:
                     chunk = await content.readany()
@@ -157,8 +165,6 @@ async def forward(
                 _keep_unsent(recording, chunk, loop.time())
                 upstream.close()
                 return response
-            finally:
-                silence.forget(token)
             await response.write_eof()
             return response
     except _UpstreamFailed as failure:
@@ -173,6 +179,7 @@ async def forward(
             _keep_unsent(recording, chunk, loop.time())
         raise
     finally:
+        silence.forget(token)
         recording.ended = loop.time()
         if recorder is not None:
             recorder.submit(recording)

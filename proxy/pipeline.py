@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.cassettes import CassetteHead, head_of, write_cassette
 from proxy.interaction import Interaction
@@ -73,6 +73,11 @@ class Written:
     error: str | None
     summary: Summary | None
     head: CassetteHead | None = None
+
+    def __reduce__(self) -> tuple[type[Written], tuple[Any, ...]]:
+        # One comes back to the event loop per recording; a slots dataclass unpickles through a Python-level
+        # __setstate__ (2.1 us each, against 0.6 us this way).
+        return Written, (self.directory, self.cassette, self.error, self.summary, self.head)
 
 
 def summary_of(interaction: Interaction) -> Summary:

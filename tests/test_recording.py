@@ -1,4 +1,5 @@
-"""A Recording crosses to the recording worker pickled: every field must arrive as it left."""
+"""A Recording crosses to the recording worker pickled, and a Written comes back: every field must arrive as
+it left."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from proxy.interaction import RecordedEvent
+from proxy.pipeline import Written
 from proxy.recording import Recording
 
 
@@ -45,6 +47,15 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
     defaults = Recording("GET", "/", "", [], b"", "", 0.0)
     left_at_default = [f.name for f in fields(Recording) if getattr(recording, f.name) == getattr(defaults, f.name)]
     assert left_at_default == [], "every field is set apart from its default, so a field lost or swapped shows"
+
+
+def test_what_comes_back_of_a_recording_survives_pickling_field_for_field() -> None:
+    written = Written(Path("cassettes"), "2026-12-01/x.json", "disk full", ("POST", "/v1", "m", 200, 1.5, False), None)
+    copy = pickle.loads(pickle.dumps(written, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy == written
+    assert [f.name for f in fields(Written)] == ["directory", "cassette", "error", "summary", "head"], (
+        "Written.__reduce__ names every field in this order"
+    )
 
 
 @pytest.mark.parametrize(
