@@ -33,13 +33,26 @@ def completion_upstream(upstream: RunningUpstream) -> RunningUpstream:
     return upstream
 
 
-async def test_connect_is_refused_and_reaches_nobody(
-    completion_upstream: RunningUpstream, start_proxy: StartProxy
+@pytest.mark.parametrize(
+    ("raw", "status", "says"),
+    [
+        # a tunnel to a host the client names would make the proxy an open one
+        (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", b"405", b'"method_not_allowed"'),
+        # a path under /_proxy/ that the proxy does not know is never forwarded
+        (
+            b"GET /_proxy/nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"404",
+            b"no such proxy endpoint: GET /_proxy/nothing-here",
+        ),
+    ],
+)
+async def test_the_proxy_answers_these_itself_and_nothing_reaches_the_upstream(
+    completion_upstream: RunningUpstream, start_proxy: StartProxy, raw: bytes, status: bytes, says: bytes
 ) -> None:
     proxy = await start_proxy(completion_upstream.url)
-    answer = await raw_exchange(proxy, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 405")
-    assert b'"method_not_allowed"' in answer
+    answer = await raw_exchange(proxy, raw)
+    assert answer.startswith(b"HTTP/1.1 " + status)
+    assert says in answer
     assert completion_upstream.fake.received == []
 
 
@@ -119,13 +132,3 @@ async def test_configured_secret_headers_query_params_and_body_fields_are_writte
 )
 def test_only_loopback_addresses_count_as_local(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
-
-
-async def test_an_unknown_proxy_path_is_answered_by_the_proxy_and_never_forwarded(
-    completion_upstream: RunningUpstream, start_proxy: StartProxy
-) -> None:
-    proxy = await start_proxy(completion_upstream.url)
-    answer = await raw_exchange(proxy, b"GET /_proxy/nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 404")
-    assert b"no such proxy endpoint: GET /_proxy/nothing-here" in answer
-    assert completion_upstream.fake.received == []
