@@ -32,6 +32,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -161,8 +162,8 @@ def main() -> None:
             results["plugin"] += per_test(times)
             walls["plugin"].append(wall)
             fixtures = times["fixtures"]
-            starts += fixtures["llm_proxy_session"]  # type: ignore[operator]
-            switches += fixtures["llm_proxy"]  # type: ignore[operator]
+            starts += cast(list[float], fixtures["llm_proxy_session"])
+            switches += cast(list[float], fixtures["llm_proxy"])
             times, wall = pytest_run(directory, "test_llm.py", bare=True)
             results["bare"] += per_test(times)
             walls["bare"].append(wall)

@@ -113,7 +113,9 @@ def summarise(raw: Raw) -> Raw:
     ratios |= {
         "cpu_per_request_record_vs_passthrough": cpu_ratio("record", "passthrough"),
         "cpu_per_request_record_main_vs_passthrough": (
-            main["record"] / main["passthrough"] if main.get("record") and main.get("passthrough") else None
+            record_main / passthrough_main
+            if (record_main := main.get("record")) and (passthrough_main := main.get("passthrough"))
+            else None
         ),
         "cpu_per_request_replay_vs_bare": cpu_ratio("replay", "bare"),
         "cpu_per_request_record_db_vs_nodb": cpu_ratio("record", "record_nodb"),
