@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy import trafficlog
 from proxy.access import is_loopback
 from proxy.app import summary_line
+from proxy.collector import collect_young_less_often
 from proxy.embed import start_proxy
 from proxy.errors import CassetteDirError, ConfigError
 from proxy.pipeline import SinkFactory
@@ -96,6 +97,7 @@ def run(
     configure_logging(settings.log_level)
     if settings.quiet:
         trafficlog.quiet()
+    collect_young_less_often()
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(serve(settings, sinks=sinks, extra_routes=extra_routes))
 

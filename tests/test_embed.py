@@ -4,6 +4,7 @@ It is what `proxy serve` runs on and what the pytest plugin holds for a session.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from proxy.cassettes import iter_cassette_paths, load_cassette
+from proxy.collector import YOUNG_COLLECTION_THRESHOLD, collect_young_less_often
 from proxy.embed import ProxyThread, start_proxy
 from proxy.errors import ProxyError
 from proxy.settings import Settings
@@ -39,6 +41,23 @@ async def test_a_replaying_proxy_starts_on_a_free_port_answers_and_stops(tmp_pat
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # stopped: nobody listens any more
     assert not (tmp_path / "cassettes").exists()
+
+
+async def test_embedding_leaves_the_host_programs_garbage_collector_alone() -> None:
+    before = gc.get_threshold()
+    async with await start_proxy(settings(mode="replay", cassettes=SAMPLES)) as proxy:
+        assert proxy.port
+        assert gc.get_threshold() == before
+    assert gc.get_threshold() == before
+
+
+def test_the_proxys_own_processes_collect_the_youngest_generation_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_young_less_often()
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
 
 
 async def test_a_recording_proxy_writes_its_cassettes_before_stop_returns(
