@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 
-from proxy.collector import collect_young_less_often
 from proxy.pipeline import Pipeline
 from proxy.worker import FRAME_LENGTH, Message, Priority, WorkerConfig, frame
 
@@ -97,7 +96,6 @@ def _settle_in(priority: Priority) -> None:
 def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
     """The worker process: run the pipeline on each recording of each batch, answer with what was written."""
     _settle_in(config.priority)
-    collect_young_less_often()
     pipeline = Pipeline(config.pipeline)
     pipeline.open()
     sock.sendall(frame(("ready", 0, None)))
