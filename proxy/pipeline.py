@@ -76,7 +76,7 @@ class Written:
 
     def __reduce__(self) -> tuple[type[Written], tuple[Any, ...]]:
         # One comes back to the event loop per recording; a slots dataclass unpickles through a Python-level
-        # __setstate__ (2.1 us each, against 0.6 us this way).
+        # __setstate__ (2.1 us each in a batch of 64, against 1.8 us this way, and 58 bytes rather than 75).
         return Written, (self.directory, self.cassette, self.error, self.summary, self.head)
 
 

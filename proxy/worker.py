@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.pipeline import PipelineConfig
-from proxy.spool import Frame, frame_bytes
+from proxy.spool import Frame
 
 log = logging.getLogger("proxy.record")
 
@@ -136,7 +136,10 @@ class WorkerChannel:
         assert self._writer is not None
         try:
             while True:
-                self._writer.write(frame_bytes(await self._outbox.get()))
+                waiting = await self._outbox.get()
+                # a spooled frame is read in a thread: the event loop never waits on the disk
+                data = waiting if isinstance(waiting, bytes) else await asyncio.to_thread(waiting.read)
+                self._writer.write(data)
                 await self._writer.drain()  # the worker reads slower than we send: the frames wait in the queue
         except (ConnectionError, OSError):
             return  # the receive loop sees the end and reports it
