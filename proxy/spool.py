@@ -5,8 +5,8 @@ waits in the proxy as a pickled frame until the worker answers for it: 74,000 of
 concurrent requests, about 100 MB of the proxy's memory. Past HELD_IN_MEMORY bytes, new frames go to a
 spool file instead: an anonymous temporary file (unlinked at once, so nothing is left behind by a kill), read
 back in a thread when the frame is sent. The write stays on the event loop: one `pwrite` into the page cache
-per loop iteration's batch, only while a backlog lasts. The bytes then sit in the page cache, which the kernel may write out and drop,
-not in the proxy's heap. nginx spools a proxied body it cannot hold the same way.
+per loop iteration's batch, only while a backlog lasts. The bytes then sit in the page cache, which the kernel
+may write out and drop, not in the proxy's heap. nginx spools a proxied body it cannot hold the same way.
 
 The file is emptied once nothing waits. If it cannot be written (a full disk), the frame stays in memory as
 before: a recording is never lost to the spool.
