@@ -140,6 +140,7 @@ def pending_migrations(con: Connection) -> list[str]:
     """Names of the migrations not yet applied; works on a read-only connection."""
     exists = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' AND schema_name = 'main'"
+        " AND database_name = current_database()"
     ).fetchone()
     applied: set[str] = set()
     if exists is not None and exists[0]:

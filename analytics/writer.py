@@ -17,7 +17,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-from analytics.db import WRITER_MEMORY_LIMIT, HeldConnection, first_line, is_lock_conflict
+from analytics.db import first_line, is_lock_conflict
+from analytics.held_connection import WRITER_MEMORY_LIMIT, HeldConnection
 from analytics.pricing import PriceTable
 from analytics.rows import interaction_rows
 from analytics.store import RowSet, write_isolating
