@@ -12,9 +12,7 @@ pickles them at once into one frame (a 4-byte big-endian length, then the pickle
 a waiting frame is one bytes object, or past a budget its place in a spool file (spool.py). The worker
 answers each batch with one frame of results, in order.
 
-Parent -> worker: ("batch", seq, [Recording]), ("stats", seq), ("close", seq).
-Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats)), ("stats", seq, sink stats),
-                  ("closed", seq, sink stats).
+The frames and the messages both ends exchange are in worker_wire.py.
 """
 
 from __future__ import annotations
@@ -23,35 +21,16 @@ import asyncio
 import logging
 import pickle
 import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from proxy.pipeline import PipelineConfig
 from proxy.spool import Frame
+from proxy.worker_wire import FRAME_LENGTH, Message, WorkerConfig, frame
 
 log = logging.getLogger("proxy.record")
-
-FRAME_LENGTH = struct.Struct("!I")
-Message = tuple[str, int, Any]
-Priority = Literal["idle", "low"]
-
-
-def frame(message: Message) -> bytes:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME_LENGTH.pack(len(payload)) + payload
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    pipeline: PipelineConfig
-    priority: Priority = "idle"
-
-
-# --- the proxy side (the event loop) ---
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import threading
 import time
 
 from proxy.pipeline import Pipeline
-from proxy.worker import FRAME_LENGTH, Message, Priority, WorkerConfig, frame
+from proxy.worker_wire import FRAME_LENGTH, Message, Priority, WorkerConfig, frame
 
 LOW_NICE = 10  # what "low" adds to the worker's niceness
 

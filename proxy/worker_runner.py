@@ -21,8 +21,9 @@ from proxy.pipeline import PipelineConfig, SinkStats
 from proxy.recording import Recording
 from proxy.runners import Runner
 from proxy.spool import FrameSpool, frame_bytes
-from proxy.worker import Batch, Message, Priority, WorkerChannel, WorkerConfig, frame
+from proxy.worker import Batch, WorkerChannel
 from proxy.worker_watch import SinkTotals, StallWatch
+from proxy.worker_wire import Message, Priority, WorkerConfig, frame
 
 log = logging.getLogger("proxy.record")
 

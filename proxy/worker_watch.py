@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from proxy.pipeline import SinkStats
-from proxy.worker import Priority
+from proxy.worker_wire import Priority
 
 log = logging.getLogger("proxy.record")
 

@@ -343,6 +343,20 @@ async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
     assert recorder.worker_pid not in (None, worker)
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the worker's mappings from /proc")
+async def test_the_recording_worker_loads_neither_asyncio_nor_ssl(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    # The worker does blocking I/O only; asyncio would bring ssl and OpenSSL's libssl, about 3 MB of its memory.
+    proxy = await start_proxy(plain.url, db_enabled=True)
+    async with aiohttp.ClientSession() as session:
+        worker = await first_recording(session, proxy)
+    maps = Path(f"/proc/{worker}/maps").read_text().splitlines()
+    mapped = {Path(line.split()[-1]).name.split(".")[0] for line in maps}
+    assert "_duckdb" in mapped  # its sinks are loaded: the process is the one doing the writing
+    assert not {"_asyncio", "_ssl", "libssl"} & mapped
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 @pytest.mark.parametrize(("priority", "policy", "niceness"), [("idle", "SCHED_IDLE", 0), ("low", "SCHED_OTHER", 10)])
 def test_every_thread_of_the_recording_worker_runs_below_the_traffic(
