@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import socket
 import subprocess
@@ -80,6 +81,7 @@ class WorkerChannel:
                 [sys.executable, "-m", "proxy.worker_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                env=_worker_environment(),
             )
         finally:
             theirs.close()
@@ -165,6 +167,18 @@ class WorkerChannel:
 
     async def wait_closed(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# DuckDB allocates through the jemalloc it bundles, which keeps freed pages for seconds before it returns them.
+# The worker writes in bursts, so those pages only raised its peak: returned at once, a catch-up of 80,000
+# recordings peaked 7-9 MB lower in-process (70 -> 61-63 MB), for 3-6% more CPU in the writer. A setting the user
+# made is kept.
+DUCKDB_ALLOCATOR = ("DUCKDB_JE_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+
+def _worker_environment() -> dict[str, str]:
+    name, value = DUCKDB_ALLOCATOR
+    return {name: value, **os.environ}
 
 
 async def _read_message(reader: asyncio.StreamReader) -> Message | None:

@@ -17,6 +17,7 @@ import pytest
 from proxy.app import RECORDER
 from proxy.cassettes import iter_cassette_paths, load_cassette
 from proxy.free_memory import release_free_memory
+from proxy.worker import DUCKDB_ALLOCATOR
 from tests.chunks import MODEL, make_completion, make_completion_choice, make_message, stream_content
 from tests.cli_process import run_cli, start_proxy_process
 from tests.conftest import API_KEY, RunningProxy, RunningUpstream, StartProxy, eventually, wait_for_cassettes
@@ -344,10 +345,11 @@ async def test_a_killed_recording_worker_is_replaced_and_traffic_never_notices(
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the worker's mappings from /proc")
-async def test_the_recording_worker_loads_neither_asyncio_nor_ssl(
+async def test_the_recording_worker_loads_neither_asyncio_nor_ssl_and_its_duckdb_returns_freed_memory(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
     # The worker does blocking I/O only; asyncio would bring ssl and OpenSSL's libssl, about 3 MB of its memory.
+    # DuckDB's allocator is told to return freed pages at once (worker.py's DUCKDB_ALLOCATOR says why).
     proxy = await start_proxy(plain.url, db_enabled=True)
     async with aiohttp.ClientSession() as session:
         worker = await first_recording(session, proxy)
@@ -355,6 +357,9 @@ async def test_the_recording_worker_loads_neither_asyncio_nor_ssl(
     mapped = {Path(line.split()[-1]).name.split(".")[0] for line in maps}
     assert "_duckdb" in mapped  # its sinks are loaded: the process is the one doing the writing
     assert not {"_asyncio", "_ssl", "libssl"} & mapped
+    environment = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    name, value = DUCKDB_ALLOCATOR
+    assert f"{name}={os.environ.get(name, value)}".encode() in environment  # a setting of the user's is kept
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
