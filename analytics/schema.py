@@ -126,6 +126,18 @@ def create_lake_exports(con: Connection) -> None:
     _comment(con, "TABLE lake_exported", "The interactions already exported to a lake, by id, with the run.")
 
 
+def drop_interactions_key(con: Connection) -> None:
+    """The table again, without its primary key (DuckDB cannot drop a constraint). The key's index grew with
+    the table, in the file and in the writer's memory. Measured in-process, 160,000 recordings written in
+    batches of 1,000: the file 29.6 -> 11.5 MB, the writer's peak 74 -> 56 MB (it had grown by about 2.5 MB
+    per 20,000 rows), its CPU 11.6 -> 9.9 s. Ids stay unique: write_batch inserts only interactions not
+    already stored (store.py)."""
+    con.execute("CREATE TABLE interactions_unkeyed AS SELECT * FROM interactions")
+    con.execute("DROP TABLE interactions")
+    con.execute("ALTER TABLE interactions_unkeyed RENAME TO interactions")
+    _comment(con, "TABLE interactions", "One row per recorded request/response pair (one cassette).")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     create_interactions,
     create_choices,
@@ -133,6 +145,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     add_cost_tags_timing,
     create_views_v2,
     create_lake_exports,
+    drop_interactions_key,
 ]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from analytics.db import writing
 from analytics.lake import lake_connection
 from analytics.query import (
     AnalyticsError,
@@ -30,6 +31,7 @@ from analytics.query import (
 )
 from analytics.rows import interaction_rows
 from analytics.schema import CHOICE_NAMES, INTERACTION_NAMES, MIGRATIONS
+from analytics.store import write_batch
 from analytics.views import VIEWS, VIEWS_V2
 from analytics.writer import BATCH_ROWS, DuckDBWriter
 from proxy.cassettes import write_cassette
@@ -161,6 +163,40 @@ def test_views_exist_and_are_documented(tmp_path: Path) -> None:
     _, rows = run_sql(db, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name")
     assert [name for name, _ in rows] == sorted({**VIEWS, **VIEWS_V2})
     assert all(comment for _, comment in rows)
+
+
+def test_a_keyed_interactions_table_loses_its_key_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "traffic.duckdb"
+    con = duckdb.connect(str(db))  # as the previous version left it: every migration but the last, two rows
+    con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    for migration in MIGRATIONS[:-1]:
+        migration(con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, now())", [migration.__name__])
+    old = [interaction_rows(make_interaction(n), None) for n in (1, 2)]
+    write_batch(con, old)
+    before = con.execute("SELECT * FROM interactions ORDER BY id").fetchall()
+    con.close()
+
+    with writing(db) as con:
+        keys = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'interactions'").fetchone()
+        assert keys == (0,)
+        assert con.execute("SELECT * FROM interactions ORDER BY id").fetchall() == before
+        again = [interaction_rows(make_interaction(n), None) for n in (2, 3)]
+        assert write_batch(con, again) == 1  # the stored one is still recognised by its id
+        assert write_batch(con, again, fresh=True) == 0
+    assert (count(db), count(db, "choices")) == (3, 3)
+
+
+def test_a_batch_written_twice_by_the_proxys_writer_is_stored_once(tmp_path: Path) -> None:
+    # After a recording worker dies, its batches are sent again: the same rows, the same recorded_at.
+    batch = [
+        interaction_rows(make_interaction(n, day=day), None) for n in (1, 2) for day in ("2026-11-20", "2026-11-22")
+    ]
+    with writing(tmp_path / "traffic.duckdb") as con:
+        assert write_batch(con, batch, fresh=True) == 4
+        assert write_batch(con, batch[1:], fresh=True) == 0
+        assert write_batch(con, list(reversed(batch)), fresh=True) == 0
+    assert count(tmp_path / "traffic.duckdb") == 4
 
 
 # --- the background writer ---
