@@ -125,7 +125,7 @@ async def forward(
         async with upstream:
             recording.status = upstream.status
             recording.headers_at = loop.time()
-            recording.response_headers = list(upstream.headers.items())
+            recording.response_headers = [(str(name), value) for name, value in upstream.headers.items()]  # no istr
             response = web.StreamResponse(
                 status=upstream.status,
                 reason=upstream.reason,

@@ -91,7 +91,9 @@ def request_headers_for_upstream(headers: Headers) -> tuple[list[tuple[str, str]
             if tag := lower[len(TAG_PREFIX) :]:
                 tags[tag] = value.strip()
             continue
-        kept.append((name, narrow_accept_encoding(value) if lower == "accept-encoding" else value))
+        # str(): aiohttp's names are multidict's `istr`, which pickles through Python code (5x a str's cost)
+        # on its way to the recording worker; these become the recording's headers
+        kept.append((str(name), narrow_accept_encoding(value) if lower == "accept-encoding" else value))
     return kept, tags
 
 
