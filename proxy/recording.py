@@ -62,13 +62,9 @@ class Recording:
         self.chunks.append(chunk)
         self.chunk_times.append(at)
 
-    def __reduce__(self) -> tuple[type[Recording], tuple[Any, ...]]:
-        # Every recording is pickled on the event loop to reach the worker; the slots dataclass's own
-        # __getstate__/__setstate__ run in Python and took about 7% of the proxy's CPU under load.
-        return Recording, _field_values(self)
 
-
-_field_values = operator.attrgetter(*(f.name for f in fields(Recording)))
+# Every field's value, in the order of the fields (how a recording crosses to the worker: worker_wire.py).
+field_values = operator.attrgetter(*(f.name for f in fields(Recording)))
 
 
 # The incomplete_reason of an exchange whose client left before the upstream had finished it.

@@ -17,7 +17,7 @@ import threading
 import time
 
 from proxy.pipeline import Pipeline
-from proxy.worker_wire import FRAME_LENGTH, Message, Priority, WorkerConfig, frame
+from proxy.worker_wire import FRAME_LENGTH, Message, Priority, WorkerConfig, frame, recordings_of
 
 LOW_NICE = 10  # what "low" adds to the worker's niceness
 
@@ -102,7 +102,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
     while (message := _receive(sock)) is not None:
         kind, seq, body = message
         if kind == "batch":
-            results = [pipeline.run(recording) for recording in body]
+            results = [pipeline.run(recording) for recording in recordings_of(body)]
             sock.sendall(frame(("done", seq, (results, pipeline.stats()))))
         elif kind == "stats":
             sock.sendall(frame(("stats", seq, pipeline.stats())))

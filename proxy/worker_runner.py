@@ -23,7 +23,7 @@ from proxy.runners import Runner
 from proxy.spool import FrameSpool, frame_bytes
 from proxy.worker import Batch, WorkerChannel
 from proxy.worker_watch import SinkTotals, StallWatch
-from proxy.worker_wire import Message, Priority, WorkerConfig, frame
+from proxy.worker_wire import Message, Priority, WorkerConfig, batch_payload, frame, recordings_of
 
 log = logging.getLogger("proxy.record")
 
@@ -126,7 +126,7 @@ class WorkerLife(Runner):
             if batch.attempt > 1:
                 self._forget(batch.size, "recording worker died twice on the same recording")
                 continue
-            recordings: list[Recording] = pickle.loads(frame_bytes(batch.frame)[4:])[2]
+            recordings = recordings_of(pickle.loads(frame_bytes(batch.frame)[4:])[2])
             for recording in recordings:
                 self._send_batch([recording], attempt=batch.attempt + 1)
 
@@ -162,7 +162,7 @@ class WorkerRunner(WorkerLife):
     def _send_batch(self, recordings: list[Recording], attempt: int) -> None:
         self._seq += 1
         try:
-            data = frame(("batch", self._seq, recordings))
+            data = frame(("batch", self._seq, batch_payload(recordings)))
         except Exception as exc:  # an unpicklable recording is a bug of ours: count it, keep the traffic
             self._forget(len(recordings), f"could not hand recordings to the worker: {exc!r}")
             return

@@ -1,5 +1,5 @@
-"""A Recording crosses to the recording worker pickled, and a Written comes back: every field must arrive as
-it left."""
+"""A Recording crosses to the recording worker (as marshal data, worker_wire.py), and a Written comes back
+pickled: every field must arrive as it left."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from multidict import istr
 
 from proxy.interaction import RecordedEvent
 from proxy.pipeline import Written
 from proxy.recording import Recording
+from proxy.worker_wire import batch_payload, recordings_of
 
 
-def test_a_recording_survives_pickling_field_for_field() -> None:
+def test_a_recording_survives_the_crossing_field_for_field() -> None:
     recording = Recording(
         "POST",
         "/v1/chat/completions",
@@ -25,7 +27,7 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
         b'{"model":"m"}',
         "http://upstream",
         12.5,
-        recorded_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        recorded_at=datetime(2026, 11, 30, 12, 0, 1, 999_999, tzinfo=UTC),
         mode="auto",
         status=502,
         response_headers=[("content-type", "text/event-stream")],
@@ -41,12 +43,21 @@ def test_a_recording_survives_pickling_field_for_field() -> None:
     recording.add(b"data: 1\n\n", 12.8)
     recording.add(b"data: 2\n\n", 12.9)
 
-    copy = pickle.loads(pickle.dumps(recording, protocol=pickle.HIGHEST_PROTOCOL))
+    [copy] = recordings_of(batch_payload([recording]))
 
     assert copy == recording
     defaults = Recording("GET", "/", "", [], b"", "", 0.0)
     left_at_default = [f.name for f in fields(Recording) if getattr(recording, f.name) == getattr(defaults, f.name)]
     assert left_at_default == [], "every field is set apart from its default, so a field lost or swapped shows"
+
+
+def test_a_recording_with_header_names_that_are_not_plain_strings_still_crosses() -> None:
+    # marshal takes builtins only; multidict's istr (aiohttp's header names) is a str subclass
+    recording = Recording("POST", "/v1", "", [(istr("Content-Type"), "application/json")], b"{}", "http://u", 1.0)
+    recording.response_headers = [(istr("X-Request-Id"), "req_1")]
+    [copy] = recordings_of(batch_payload([recording]))
+    assert copy == recording
+    assert type(copy.request_headers[0][0]) is str
 
 
 def test_what_comes_back_of_a_recording_survives_pickling_field_for_field() -> None:
