@@ -117,8 +117,10 @@ WRITER_ROW_GROUP_SIZE = 4096
 
 
 def _attach_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-write connection to the file, with WRITER_ROW_GROUP_SIZE (an ATTACH option only)."""
-    con = duckdb.connect()
+    """A read-write connection to the file, with WRITER_ROW_GROUP_SIZE (an ATTACH option only). What DuckDB
+    spills goes beside the file, as with a file opened directly (an in-memory database's default is `.tmp` in
+    the working directory)."""
+    con = duckdb.connect(config={"temp_directory": f"{path}.tmp"})
     try:
         quoted = str(path).replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS traffic (ROW_GROUP_SIZE {WRITER_ROW_GROUP_SIZE})")

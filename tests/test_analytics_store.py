@@ -187,6 +187,14 @@ def test_a_keyed_interactions_table_loses_its_key_and_keeps_its_rows(tmp_path: P
     assert (count(db), count(db, "choices")) == (3, 3)
 
 
+def test_what_a_writer_spills_goes_beside_the_database_not_into_the_working_directory(tmp_path: Path) -> None:
+    # A read-write connection attaches the file to an in-memory database (db.py), whose own default would
+    # be `.tmp` in whatever directory the proxy was started from.
+    db = tmp_path / "data" / "traffic.duckdb"
+    with writing(db) as con:
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone() == (f"{db}.tmp",)
+
+
 def test_a_batch_written_twice_by_the_proxys_writer_is_stored_once(tmp_path: Path) -> None:
     # After a recording worker dies, its batches are sent again: the same rows, the same recorded_at.
     batch = [
