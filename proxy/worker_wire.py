@@ -79,8 +79,12 @@ def _plain(value: Any) -> Any:
 
 def recordings_of(payload: bytes) -> list[Recording]:
     recordings = []
+    # One Path per directory, shared as before: the answers carry it back, and pickle sends a shared object once
+    # per frame, where each Path of its own would be built again on the proxy's event loop.
+    directories: dict[str, Path] = {}
     for values in marshal.loads(payload):
         values[_RECORDED_AT] = _EPOCH + values[_RECORDED_AT] * _MICROSECOND
-        values[_DIRECTORY] = Path(values[_DIRECTORY])
+        directory = values[_DIRECTORY]
+        values[_DIRECTORY] = directories.get(directory) or directories.setdefault(directory, Path(directory))
         recordings.append(Recording(*values))
     return recordings

@@ -60,6 +60,13 @@ def test_a_recording_with_header_names_that_are_not_plain_strings_still_crosses(
     assert type(copy.request_headers[0][0]) is str
 
 
+def test_the_recordings_of_a_batch_share_their_directory_as_they_did_before_crossing() -> None:
+    # Each Written carries it back: pickle sends a shared Path once per frame, and the proxy builds it once.
+    first, second = (Recording("POST", "/v1", "", [], b"{}", "http://u", 1.0) for _ in range(2))
+    one, two = recordings_of(batch_payload([first, second]))
+    assert one.directory is two.directory
+
+
 def test_what_comes_back_of_a_recording_survives_pickling_field_for_field() -> None:
     written = Written(Path("cassettes"), "2026-12-01/x.json", "disk full", ("POST", "/v1", "m", 200, 1.5, False), None)
     copy = pickle.loads(pickle.dumps(written, protocol=pickle.HIGHEST_PROTOCOL))
