@@ -86,24 +86,23 @@ def _insert_sql(table: str, columns: Columns, source: str) -> str:
     return f"INSERT INTO {table} ({names}) SELECT {names} FROM {source}"
 
 
-def _insert_new_sql(source: str, rows: Sequence[Row], fresh: bool) -> tuple[str, list[datetime]]:
+def _insert_new_sql(source: str, rows: Sequence[Row], just_recorded: bool) -> tuple[str, list[datetime]]:
     """The insert of the interactions not already stored, and its parameters. The table has no key (an index
     over every id grew with it, schema.drop_interactions_key), so the ids are looked for in the table.
 
-    For `fresh` rows (the proxy's writer), only among the rows recorded within the batch's span of
+    For `just_recorded` rows (the proxy's writer), only among the rows recorded within the batch's span of
     recorded_at, which DuckDB's per-row-group min/max narrow to the last few row groups: such a row is stored
     already only when its batch is written twice (after a recording worker died), with the same values. Rows
     from anywhere else (`proxy import` of cassettes, which may have been edited) are looked for everywhere."""
-    names = ", ".join(f'"{name}"' for name, _ in INTERACTION_COLUMNS)
     stamps = [row["recorded_at"] for row in rows]
     span: list[datetime] = []
     same = "i.id = b.id"
-    if fresh and all(isinstance(stamp, datetime) for stamp in stamps):
+    if just_recorded and all(isinstance(stamp, datetime) for stamp in stamps):
         span = [min(stamps), max(stamps)]
         same += " AND i.recorded_at BETWEEN ? AND ?"
     return (
-        f"INSERT INTO interactions ({names}) SELECT {names} FROM {source} AS b "
-        f"WHERE NOT EXISTS (SELECT 1 FROM interactions AS i WHERE {same}) RETURNING id",
+        _insert_sql("interactions", INTERACTION_COLUMNS, source)
+        + f" AS b WHERE NOT EXISTS (SELECT 1 FROM interactions AS i WHERE {same}) RETURNING id",
         span,
     )
 
@@ -116,12 +115,12 @@ def _refresh_sql(source: str) -> str:
 
 
 def write_batch(
-    con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet], *, refresh: bool = False, fresh: bool = False
+    con: duckdb.DuckDBPyConnection, batch: Sequence[RowSet], *, refresh: bool = False, just_recorded: bool = False
 ) -> int:
     """Insert in one transaction; interactions already stored (by id) are skipped with their choices (with
-    `refresh`, their derived columns are updated from the new rows). `fresh`: rows the proxy just recorded,
-    which can only be stored already with the same recorded_at (see _insert_new_sql). Returns how many were
-    inserted."""
+    `refresh`, their derived columns are updated from the new rows). `just_recorded`: rows the proxy just
+    recorded, which can only be stored already with the same recorded_at (see _insert_new_sql). Returns how
+    many were inserted."""
     unique: dict[str, RowSet] = {}
     for rowset in batch:
         unique.setdefault(rowset[0]["id"], rowset)
@@ -131,7 +130,7 @@ def write_batch(
     with _json_lines(rows, INTERACTION_COLUMNS) as source:
         con.begin()
         try:
-            insert, window = _insert_new_sql(source, rows, fresh)
+            insert, window = _insert_new_sql(source, rows, just_recorded)
             inserted = {row[0] for row in con.execute(insert, window).fetchall()}
             choices = [choice for row, rows in unique.values() if row["id"] in inserted for choice in rows]
             if choices:
@@ -167,12 +166,12 @@ def write_isolating(
     refuse: Callable[[RowSet, str], None],
     *,
     refresh: bool = False,
-    fresh: bool = False,
+    just_recorded: bool = False,
 ) -> int:
     """write_batch; when the database refuses the data itself, halve the batch until the bad rows are found
     and hand only those to `refuse`, so one odd row cannot hold back the others. Other errors propagate."""
     try:
-        return write_batch(con, batch, refresh=refresh, fresh=fresh)
+        return write_batch(con, batch, refresh=refresh, just_recorded=just_recorded)
     except Exception as exc:
         if not is_data_error(exc):
             raise
@@ -180,6 +179,6 @@ def write_isolating(
             refuse(batch[0], first_line(exc))
             return 0
         middle = len(batch) // 2
-        return write_isolating(con, batch[:middle], refuse, refresh=refresh, fresh=fresh) + write_isolating(
-            con, batch[middle:], refuse, refresh=refresh, fresh=fresh
-        )
+        return write_isolating(
+            con, batch[:middle], refuse, refresh=refresh, just_recorded=just_recorded
+        ) + write_isolating(con, batch[middle:], refuse, refresh=refresh, just_recorded=just_recorded)

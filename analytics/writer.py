@@ -213,7 +213,7 @@ class DuckDBWriter:
 
     def _write(self, items: deque[_Queued]) -> int:
         batch = list(items)
-        written = self.held.run(lambda con: write_isolating(con, batch, self._refuse, fresh=True))
+        written = self.held.run(lambda con: write_isolating(con, batch, self._refuse, just_recorded=True))
         if self.held.wanted():
             self._release()
         return written

@@ -183,7 +183,7 @@ def test_a_keyed_interactions_table_loses_its_key_and_keeps_its_rows(tmp_path: P
         assert con.execute("SELECT * FROM interactions ORDER BY id").fetchall() == before
         again = [interaction_rows(make_interaction(n), None) for n in (2, 3)]
         assert write_batch(con, again) == 1  # the stored one is still recognised by its id
-        assert write_batch(con, again, fresh=True) == 0
+        assert write_batch(con, again, just_recorded=True) == 0
     assert (count(db), count(db, "choices")) == (3, 3)
 
 
@@ -201,9 +201,9 @@ def test_a_batch_written_twice_by_the_proxys_writer_is_stored_once(tmp_path: Pat
         interaction_rows(make_interaction(n, day=day), None) for n in (1, 2) for day in ("2026-11-20", "2026-11-22")
     ]
     with writing(tmp_path / "traffic.duckdb") as con:
-        assert write_batch(con, batch, fresh=True) == 4
-        assert write_batch(con, batch[1:], fresh=True) == 0
-        assert write_batch(con, list(reversed(batch)), fresh=True) == 0
+        assert write_batch(con, batch, just_recorded=True) == 4
+        assert write_batch(con, batch[1:], just_recorded=True) == 0
+        assert write_batch(con, list(reversed(batch)), just_recorded=True) == 0
     assert count(tmp_path / "traffic.duckdb") == 4
 
 
