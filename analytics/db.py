@@ -112,18 +112,20 @@ def _yield_to_writer(path: Path) -> None:
 # automatic checkpoint of the recording worker (one per 16 MB of WAL, about 20,000 rows) took 30-40 MB more
 # for a moment, the peak of `proxy record`'s process tree under load. Measured in-process over 80,000
 # recordings in batches of 1,000: the peak went from 102 to 70 MB, the CPU the same, the file 10% larger.
-# DuckDB does not keep the size in the file: a connection opened without it merges small row groups again.
+# DuckDB does not keep the size in the file: a connection opened without it merges small row groups again, which
+# is what compaction.py does on purpose, with a larger size, once a writer is done.
 WRITER_ROW_GROUP_SIZE = 4096
 
 
-def _attach_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-write connection to the file, with WRITER_ROW_GROUP_SIZE (an ATTACH option only). What DuckDB
+def _attach_for_writing(path: Path, row_group_size: int) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to the file, appending in row groups of `row_group_size` (an ATTACH option
+    only). What DuckDB
     spills goes beside the file, as with a file opened directly (an in-memory database's default is `.tmp` in
     the working directory)."""
     con = duckdb.connect(config={"temp_directory": f"{path}.tmp"})
     try:
         quoted = str(path).replace("'", "''")
-        con.execute(f"ATTACH '{quoted}' AS traffic (ROW_GROUP_SIZE {WRITER_ROW_GROUP_SIZE})")
+        con.execute(f"ATTACH '{quoted}' AS traffic (ROW_GROUP_SIZE {row_group_size})")
         con.execute("USE traffic")
     except BaseException:
         con.close()
@@ -132,11 +134,17 @@ def _attach_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def connect(
-    path: Path, *, read_only: bool, timeout: float = LOCK_TIMEOUT, announce: bool = True
+    path: Path,
+    *,
+    read_only: bool,
+    timeout: float = LOCK_TIMEOUT,
+    announce: bool = True,
+    row_group_size: int = WRITER_ROW_GROUP_SIZE,
 ) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, retried with backoff (10 ms doubling to 50 ms) while the file is locked.
     A writer kept out raises a flag file beside the database while it retries; readers wait for it.
-    With `announce` (everybody but the proxy's own writer), each try first touches the `wanted` flag."""
+    With `announce` (everybody but the proxy's own writer), each try first touches the `wanted` flag.
+    `row_group_size` is for read-write connections: compaction.py merges with a larger one."""
     if read_only:
         _yield_to_writer(path)
     deadline = time.monotonic() + timeout
@@ -147,7 +155,9 @@ def connect(
             if announce:
                 _announce(path)
             try:
-                return duckdb.connect(str(path), read_only=True) if read_only else _attach_for_writing(path)
+                if read_only:
+                    return duckdb.connect(str(path), read_only=True)
+                return _attach_for_writing(path, row_group_size)
             except duckdb.Error as exc:
                 if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
                     raise

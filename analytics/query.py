@@ -7,6 +7,7 @@ Each function takes a database path and returns plain values; failures the user 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from analytics.db import AnalyticsError, writing
+from analytics.compaction import compact
+from analytics.db import LOCK_TIMEOUT, AnalyticsError, writing
 from analytics.lake import ExportReport, export_parquet
 from analytics.pricing import PriceTable
 from analytics.render import FORMATS, JSONText, render
@@ -126,7 +128,8 @@ def import_directory(
     in `bad` rather than raised.
 
     Parsing is a plain loop (JSON and pydantic hold the GIL, so parsing threads only contend); each batch
-    is inserted in a second thread while the next one is parsed (DuckDB releases the GIL)."""
+    is inserted in a second thread while the next one is parsed (DuckDB releases the GIL). At the end, the
+    small row groups the batches went in as are merged (compaction.py)."""
     root = Path(cassette_dir)
     paths: Iterator[Path]
     if root.is_file():  # one cassette: its directory is above its day folder, as `proxy record` writes them
@@ -161,4 +164,7 @@ def import_directory(
             previous = (inserter.submit(_insert, db_path, root, batch), len(batch))
         if previous is not None:
             account(*previous)
+    if report.imported:
+        with contextlib.suppress(duckdb.Error):  # the rows are in; merging their row groups only speeds up scans
+            compact(db_path, timeout=LOCK_TIMEOUT)
     return report

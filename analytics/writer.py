@@ -17,6 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from analytics.compaction import compact
 from analytics.db import first_line, is_lock_conflict
 from analytics.held_connection import WRITER_MEMORY_LIMIT, HeldConnection
 from analytics.pricing import PriceTable
@@ -168,6 +169,8 @@ class DuckDBWriter:
         else:
             self.flush()
         self._release()
+        if self.rows_written:
+            _compact(self.db_path)
         if self._buffer.pending:
             log.error(
                 "%d interactions were not written to %s (their cassettes are kept; `proxy import` adds them)",
@@ -243,12 +246,7 @@ class DuckDBWriter:
 
     def _failed(self, exc: BaseException, rows: int) -> None:
         self.write_errors += 1
-        if is_lock_conflict(exc):
-            reason = f"database locked by another process for over {self.lock_timeout:g} s: {self.db_path}"
-        elif isinstance(exc, OSError):
-            reason = f"cannot write {self.db_path}: {exc.strerror or exc}"
-        else:
-            reason = f"cannot write {self.db_path}: {first_line(exc)}"
+        reason = _failure_reason(exc, self.db_path, self.lock_timeout)
         self.last_error = reason
         kept = f" ({rows} rows kept for the next try; cassettes are unaffected)" if rows else ""
         self._log_once(reason + kept, key=reason)
@@ -258,3 +256,20 @@ class DuckDBWriter:
         if key not in self._reasons_logged:
             self._reasons_logged.add(key)
             log.error("%s; further identical errors are counted, not logged", message)
+
+
+def _failure_reason(exc: BaseException, db_path: Path, lock_timeout: float) -> str:
+    if is_lock_conflict(exc):
+        return f"database locked by another process for over {lock_timeout:g} s: {db_path}"
+    if isinstance(exc, OSError):
+        return f"cannot write {db_path}: {exc.strerror or exc}"
+    return f"cannot write {db_path}: {first_line(exc)}"
+
+
+def _compact(db_path: Path) -> None:
+    """Merge the small row groups a writer left (compaction.py), once it is done. Only an optimisation: a
+    failure is logged and the rows stay as they are."""
+    try:
+        compact(db_path)
+    except Exception as exc:
+        log.warning("could not merge the row groups of %s: %s", db_path, first_line(exc))

@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analytics.compaction import compact
 from analytics.db import reading, writing
 from analytics.prices import price_table
 from analytics.query import AnalyticsError, import_directory, render, run_sql, stats
@@ -152,6 +153,10 @@ def bench_stats(root: Path, rows: int) -> None:
         con.execute(SYNTHETIC_ROWS_SQL, [rows])
         con.execute(SYNTHETIC_CHOICES_SQL, [rows])
     print(f"generated {rows:,} rows in DuckDB in {time.perf_counter() - started:.1f} s (setup)")
+    # As a writer that is done leaves them (the recording worker, `proxy import`): small row groups merged.
+    started = time.perf_counter()
+    compact(db)
+    print(f"merged their row groups in {time.perf_counter() - started:.1f} s (setup, as analytics/compaction.py)")
     timings: list[tuple[str, datetime | None, str]] = [
         ("stats(), all time, by model (cost, TTFT, tokens/s p50/p95)", None, "model"),
         ("stats(), again", None, "model"),
