@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import socket
 import sys
 import threading
 import time
 
-from proxy.pipeline import Pipeline
+from proxy.pipeline import Pipeline, Written
 from proxy.worker_wire import FRAME_LENGTH, Message, Priority, WorkerConfig, frame, recordings_of
 
 LOW_NICE = 10  # what "low" adds to the worker's niceness
@@ -99,17 +100,63 @@ def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
     pipeline = Pipeline(config.pipeline)
     pipeline.open()
     sock.sendall(frame(("ready", 0, None)))
+    answers = Answers(sock, pipeline)
     while (message := _receive(sock)) is not None:
         kind, seq, body = message
         if kind == "batch":
-            results = [pipeline.run(recording) for recording in recordings_of(body)]
-            sock.sendall(frame(("done", seq, (results, pipeline.stats()))))
+            answers.done(seq, [pipeline.run(recording) for recording in recordings_of(body)])
+            answers.send_if_due()
         elif kind == "stats":
-            sock.sendall(frame(("stats", seq, pipeline.stats())))
+            answers.send(("stats", seq, pipeline.stats()))
         elif kind == "close":
-            sock.sendall(frame(("closed", seq, pipeline.close())))
+            answers.send(("closed", seq, pipeline.close()))
             break
     sock.close()
+
+
+# Answers for batches done wait at most this many, or this long, while more batches wait to be read.
+ANSWERS_AT_ONCE = 32
+ANSWER_DELAY = 0.05
+
+
+class Answers:
+    """The answers for the batches done, sent together while more batches wait in the socket.
+
+    Through a backlog, an answer per batch woke the proxy's event loop once per batch, for a handful of
+    recordings each time. So the answers wait while the next batch is already there (up to ANSWERS_AT_ONCE of
+    them, or ANSWER_DELAY seconds) and go in one write, and only the last carries the sinks' counters. A worker
+    that keeps up answers each batch at once, as before."""
+
+    def __init__(self, sock: socket.socket, pipeline: Pipeline) -> None:
+        self.sock = sock
+        self.pipeline = pipeline
+        self._done: list[tuple[int, list[Written]]] = []
+        self._since = 0.0
+
+    def done(self, seq: int, results: list[Written]) -> None:
+        if not self._done:
+            self._since = time.monotonic()
+        self._done.append((seq, results))
+
+    def send_if_due(self) -> None:
+        """Send the answers waiting unless another batch is already there and they have not waited long."""
+        if len(self._done) < ANSWERS_AT_ONCE and time.monotonic() - self._since < ANSWER_DELAY:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if readable:
+                return
+        self.send()
+
+    def send(self, reply: Message | None = None) -> None:
+        """The answers waiting, then `reply` (to a question asked after those batches), in one write."""
+        frames = [frame(("done", seq, (results, None))) for seq, results in self._done[:-1]]
+        if self._done:
+            seq, results = self._done[-1]
+            frames.append(frame(("done", seq, (results, self.pipeline.stats()))))
+        if reply is not None:
+            frames.append(frame(reply))
+        self._done.clear()
+        if frames:
+            self.sock.sendall(b"".join(frames))
 
 
 def _main(argv: list[str]) -> None:

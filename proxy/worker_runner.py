@@ -183,7 +183,8 @@ class WorkerRunner(WorkerLife):
             if batch is not None:
                 self.spool.let_go(batch.frame)
             results, stats = body
-            self.sink_stats = self._totals.of(stats)
+            if stats is not None:  # the last of the answers sent together (worker_process.Answers)
+                self.sink_stats = self._totals.of(stats)
             for written in results:
                 self.on_written(written)
             if batch is not None:

@@ -6,7 +6,7 @@ module and OpenSSL's libssl, about 3 MB of the worker's memory for nothing it us
 A frame is a 4-byte big-endian length, then a pickle of one message (kind, sequence number, payload).
 
 Parent -> worker: ("batch", seq, batch_payload([Recording])), ("stats", seq), ("close", seq).
-Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats)), ("stats", seq, sink stats),
+Worker -> parent: ("ready", 0, None), ("done", seq, ([Written], sink stats or None)), ("stats", seq, sink stats),
                   ("closed", seq, sink stats).
 """
 
