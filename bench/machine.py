@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,27 @@ def _python_version(python: str) -> str:
     return done.stdout.strip() or "unknown"
 
 
+def file_write_cpu_us(directory: Path, count: int = 300) -> float:
+    """CPU time (user + system) to write one 3 kB file into a new folder the way a cassette is written: create
+    a temporary, write, rename. On this project's virtual disk, creating a file costs more than a whole proxied
+    request (less as the folder fills up); `proxy record` writes one per interaction, the pass-through none."""
+    folder = Path(tempfile.mkdtemp(prefix="file-cost-", dir=directory))
+    data = b"x" * 3000
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        for n in range(count):
+            temporary = folder / f".tmp-{n}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.write(fd, data)
+            os.close(fd)
+            os.replace(temporary, folder / f"{n}.json")
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(spent / count * 1e6, 1)
+
+
 def describe(ctx: Context, tools: benchenv.Tools) -> dict[str, Any]:
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
     return {
@@ -44,6 +68,7 @@ def describe(ctx: Context, tools: benchenv.Tools) -> dict[str, Any]:
         "mitmproxy": benchenv.version_of(tools.load_python, "mitmproxy") if tools.mitmdump else None,
         "pinning": ctx.pinning.note,
         "loadavg_start": loadavg(),
+        "file_write_cpu_us": file_write_cpu_us(ctx.tmp),
     }
 
 
@@ -56,4 +81,6 @@ def render(raw: dict[str, Any]) -> list[str]:
         f"python: proxy side {m['proxy_python']}, aiohttp {m['aiohttp']}; load side {m['load_python']}, "
         f"uvloop {m['uvloop_on_load_side'] or 'no'}; mitmproxy {m['mitmproxy'] or 'not available'}",
         f"{m['pinning']}",
+        f"writing one small file in the work folder (create, write, rename) costs {m.get('file_write_cpu_us', '?')} us "
+        "of CPU here; `proxy record` writes one cassette per interaction",
     ]
