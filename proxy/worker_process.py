@@ -111,6 +111,8 @@ def worker_main(sock: socket.socket, config: WorkerConfig) -> None:
         elif kind == "close":
             answers.send(("closed", seq, pipeline.close()))
             break
+    with contextlib.suppress(OSError):  # the proxy went away: nobody left to tell, but none held back either
+        answers.send()
     sock.close()
 
 
