@@ -458,6 +458,33 @@ async def test_recordings_waiting_for_a_stopped_worker_wait_in_the_spool_file_an
     await eventually(lambda: runner.spool.spooled == 0, what="the spool emptied once nothing waits")
 
 
+async def test_more_waiting_frames_than_the_socket_holds_go_out_together_and_all_land(
+    plain: RunningUpstream, start_proxy: StartProxy
+) -> None:
+    # With the worker stopped, the socket to it fills, and the frames behind wait in the channel's queue, most of
+    # them in the spool file: once it runs again they are read back and sent several at a time (worker.py).
+    proxy = await start_proxy(plain.url, record_workers="process")
+    runner = proxy.server.app[RECORDER].runner
+    runner.spool.budget = 64 * 1024
+    filler = "x" * 20_000
+    async with aiohttp.ClientSession() as session:
+        worker = await first_recording(session, proxy)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for n in range(60):
+                body = {**BODY, "messages": [{"role": "user", "content": f"waiting {n} {filler}"}]}
+                async with session.post(proxy.url + CHAT, json=body) as response:
+                    assert response.status == 200
+                    await response.read()
+            spooled, held = runner.spool.spooled, runner.spool.held
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        paths = await wait_for_cassettes(proxy.settings.cassettes, 61, timeout=30)
+    assert spooled > 1_000_000 and 0 < held <= 64 * 1024, (spooled, held)
+    prompts = {load_cassette(path).request.body.json_["messages"][0]["content"].removesuffix(filler) for path in paths}
+    assert prompts == {"Hi"} | {f"waiting {n} " for n in range(60)}
+
+
 async def test_a_worker_killed_while_recordings_wait_in_the_spool_file_is_replaced_and_they_land(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
