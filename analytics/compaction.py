@@ -16,11 +16,14 @@ for a moment; a million rows at once (a database from before this module) took 3
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
 
-from analytics.db import connect, is_lock_conflict
+from analytics.db import connect, first_line, is_lock_conflict
+
+log = logging.getLogger("proxy.analytics")
 
 # Larger groups scan a little faster but cost more to merge into: each merge holds its target group in memory,
 # and the groups at a table's end are merged again each time they reach twice the first one's size.
@@ -32,22 +35,23 @@ _ANY_NUMBER_OF_GROUPS = 1_000_000_000
 
 
 def compact(db_path: Path | str, timeout: float = 0.5) -> bool:
-    """Merge the small row groups at the end of every table of the file. False when another process holds
-    the file (nothing lost: the next compaction merges them); duckdb errors other than that are raised."""
+    """Merge the small row groups at the end of every table of the file; whether it was done. Only an
+    optimisation, so it never raises: when another process holds the file, the next compaction merges them;
+    any other failure is logged, and the rows stay as they are."""
     path = Path(db_path)
     try:
         con = connect(path, read_only=False, timeout=timeout, announce=False, row_group_size=COMPACT_ROW_GROUP_SIZE)
+        try:
+            con.execute("SET threads = 1")
+            con.execute(f"SET memory_limit = '{COMPACT_MEMORY_LIMIT}'")
+            con.execute(f"SET max_vacuum_tasks = {_ANY_NUMBER_OF_GROUPS}")
+            con.execute("CREATE OR REPLACE TABLE _compaction (x INTEGER)")
+            con.execute("DROP TABLE _compaction")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
     except duckdb.Error as exc:
-        if is_lock_conflict(exc):
-            return False
-        raise
-    try:
-        con.execute("SET threads = 1")
-        con.execute(f"SET memory_limit = '{COMPACT_MEMORY_LIMIT}'")
-        con.execute(f"SET max_vacuum_tasks = {_ANY_NUMBER_OF_GROUPS}")
-        con.execute("CREATE OR REPLACE TABLE _compaction (x INTEGER)")
-        con.execute("DROP TABLE _compaction")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
+        if not is_lock_conflict(exc):
+            log.warning("could not merge the row groups of %s: %s", path, first_line(exc))
+        return False
     return True

@@ -119,9 +119,8 @@ WRITER_ROW_GROUP_SIZE = 4096
 
 def _attach_for_writing(path: Path, row_group_size: int) -> duckdb.DuckDBPyConnection:
     """A read-write connection to the file, appending in row groups of `row_group_size` (an ATTACH option
-    only). What DuckDB
-    spills goes beside the file, as with a file opened directly (an in-memory database's default is `.tmp` in
-    the working directory)."""
+    only). What DuckDB spills goes beside the file, as with a file opened directly (an in-memory database's
+    default is `.tmp` in the working directory)."""
     con = duckdb.connect(config={"temp_directory": f"{path}.tmp"})
     try:
         quoted = str(path).replace("'", "''")

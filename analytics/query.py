@@ -7,7 +7,6 @@ Each function takes a database path and returns plain values; failures the user 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -165,6 +164,5 @@ def import_directory(
         if previous is not None:
             account(*previous)
     if report.imported:
-        with contextlib.suppress(duckdb.Error):  # the rows are in; merging their row groups only speeds up scans
-            compact(db_path, timeout=LOCK_TIMEOUT)
+        compact(db_path, timeout=LOCK_TIMEOUT)
     return report

@@ -170,7 +170,7 @@ class DuckDBWriter:
             self.flush()
         self._release()
         if self.rows_written:
-            _compact(self.db_path)
+            compact(self.db_path)  # merge the small row groups it left, now that it is done (compaction.py)
         if self._buffer.pending:
             log.error(
                 "%d interactions were not written to %s (their cassettes are kept; `proxy import` adds them)",
@@ -264,12 +264,3 @@ def _failure_reason(exc: BaseException, db_path: Path, lock_timeout: float) -> s
     if isinstance(exc, OSError):
         return f"cannot write {db_path}: {exc.strerror or exc}"
     return f"cannot write {db_path}: {first_line(exc)}"
-
-
-def _compact(db_path: Path) -> None:
-    """Merge the small row groups a writer left (compaction.py), once it is done. Only an optimisation: a
-    failure is logged and the rows stay as they are."""
-    try:
-        compact(db_path)
-    except Exception as exc:
-        log.warning("could not merge the row groups of %s: %s", db_path, first_line(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from analytics.compaction import COMPACT_ROW_GROUP_SIZE, compact
 from analytics.db import WRITER_ROW_GROUP_SIZE, writing
@@ -75,6 +76,7 @@ def test_compaction_merges_the_small_row_groups_and_keeps_every_row(tmp_path: Pa
 
 
 def test_merged_groups_are_left_alone_and_new_rows_appended_after_them(tmp_path: Path) -> None:
+    assert ROWS < COMPACT_ROW_GROUP_SIZE  # so the merged group has room, and only the rule keeps the ten apart
     db = tmp_path / "traffic.duckdb"
     fill_in_small_groups(db, ROWS)
     compact(db)
@@ -83,7 +85,6 @@ def test_merged_groups_are_left_alone_and_new_rows_appended_after_them(tmp_path:
     assert row_groups(db) == [ROWS, 10]
     compact(db)  # ten rows are not worth rewriting the group before them
     assert row_groups(db) == [ROWS, 10]
-    assert ROWS < COMPACT_ROW_GROUP_SIZE
 
 
 def test_a_busy_file_is_left_for_the_next_compaction(tmp_path: Path) -> None:
@@ -119,3 +120,10 @@ def test_an_import_merges_the_groups_at_its_end(tmp_path: Path) -> None:
 
     assert report.imported == 3
     assert row_groups(db) == [2 * WRITER_ROW_GROUP_SIZE + 3]
+
+
+def test_a_file_that_cannot_be_merged_is_reported_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    not_a_database = tmp_path / "traffic.duckdb"
+    not_a_database.write_text("not a database")
+    assert compact(not_a_database) is False
+    assert "could not merge the row groups" in caplog.text

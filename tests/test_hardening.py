@@ -433,6 +433,25 @@ async def test_a_stalled_recording_worker_is_reported_and_nothing_is_lost(
     assert recorder.recorded == 4
 
 
+async def record_behind_a_stopped_worker(
+    session: aiohttp.ClientSession, proxy: RunningProxy, prompts: list[str]
+) -> tuple[int, int]:
+    """One recording, then one per prompt while the worker is stopped (SIGSTOP), so that they all wait in the
+    proxy; the spool's bytes in its file and in memory at that point. The worker runs again on return."""
+    runner = proxy.server.app[RECORDER].runner
+    worker = await first_recording(session, proxy)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        for prompt in prompts:
+            body = {**BODY, "messages": [{"role": "user", "content": prompt}]}
+            async with session.post(proxy.url + CHAT, json=body) as response:
+                assert response.status == 200
+                await response.read()
+        return runner.spool.spooled, runner.spool.held
+    finally:
+        os.kill(worker, signal.SIGCONT)
+
+
 async def test_recordings_waiting_for_a_stopped_worker_wait_in_the_spool_file_and_all_land(
     plain: RunningUpstream, start_proxy: StartProxy
 ) -> None:
@@ -440,17 +459,7 @@ async def test_recordings_waiting_for_a_stopped_worker_wait_in_the_spool_file_an
     runner = proxy.server.app[RECORDER].runner
     runner.spool.budget = 0  # every frame past the first goes to the file
     async with aiohttp.ClientSession() as session:
-        worker = await first_recording(session, proxy)
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            for n in range(5):
-                body = {**BODY, "messages": [{"role": "user", "content": f"spooled {n}"}]}
-                async with session.post(proxy.url + CHAT, json=body) as response:
-                    assert response.status == 200
-                    await response.read()
-            spooled, held = runner.spool.spooled, runner.spool.held
-        finally:
-            os.kill(worker, signal.SIGCONT)
+        spooled, held = await record_behind_a_stopped_worker(session, proxy, [f"spooled {n}" for n in range(5)])
         paths = await wait_for_cassettes(proxy.settings.cassettes, 6, timeout=20)
     assert spooled > 0 and held == 0, "the waiting frames were in the file, not in memory"
     prompts = {load_cassette(path).request.body.json_["messages"][0]["content"] for path in paths}
@@ -468,17 +477,8 @@ async def test_more_waiting_frames_than_the_socket_holds_go_out_together_and_all
     runner.spool.budget = 64 * 1024
     filler = "x" * 20_000
     async with aiohttp.ClientSession() as session:
-        worker = await first_recording(session, proxy)
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            for n in range(60):
-                body = {**BODY, "messages": [{"role": "user", "content": f"waiting {n} {filler}"}]}
-                async with session.post(proxy.url + CHAT, json=body) as response:
-                    assert response.status == 200
-                    await response.read()
-            spooled, held = runner.spool.spooled, runner.spool.held
-        finally:
-            os.kill(worker, signal.SIGCONT)
+        prompts = [f"waiting {n} {filler}" for n in range(60)]
+        spooled, held = await record_behind_a_stopped_worker(session, proxy, prompts)
         paths = await wait_for_cassettes(proxy.settings.cassettes, 61, timeout=30)
     assert spooled > 1_000_000 and 0 < held <= 64 * 1024, (spooled, held)
     prompts = {load_cassette(path).request.body.json_["messages"][0]["content"].removesuffix(filler) for path in paths}
